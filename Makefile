@@ -1,0 +1,48 @@
+# Ensemblenet developer commands. Every target installs what it needs into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
+TORCH := torch==2.13.0
+
+.PHONY: help test test-fast demo bench lint typecheck models clean
+
+help:
+	@echo "make test    - install dev dependencies into .venv and run the whole test suite"
+	@echo "make demo    - run the local demo network end to end"
+	@echo "make bench   - run the benchmarks (prints ratios against in-process baselines)"
+	@echo "make lint    - ruff and mypy"
+	@echo "make clean   - remove .venv and caches"
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Stamp files make the installs idempotent and quick once done; they depend on pyproject.toml.
+$(VENV)/.stamp-core: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-core
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $@
+
+test: $(VENV)/.stamp-dev
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.stamp-dev
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(VENV)/.stamp-core
+	$(PY) -m examples.demo $(ARGS)
+
+bench: $(VENV)/.stamp-dev
+	$(PY) bench/run_all.py $(ARGS)
+
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check protocol miners validators router tests bench examples
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-out

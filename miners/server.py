@@ -1,0 +1,434 @@
+"""The miner server: a thin aiohttp adapter around the pure protocol checks (SPEC.md §4).
+
+Pipeline for ``POST /v1/<route>``, cheapest checks first so strangers cost little:
+
+1. route lookup (404), header syntax and version (400/401), freshness (401) and deadline (504),
+   receiver (401), caller policy (403) and per-caller rate limit (429) — headers only;
+2. body read with a size cap (413);
+3. body digest, signature (401) and replay memory (401);
+4. message decoding with typed field checks (400 naming the field, 413 for limits);
+5. admission: concurrency limit with a stake-ordered queue (503 when full);
+6. the handler, cancelled when the request's deadline passes (504); blocking handlers run in a
+   bounded thread pool, never on the event loop;
+7. the answer, with a receipt signed by the miner over (request digest, status, body digest).
+
+Errors found once the body digest is known are signed too; earlier ones cannot be (there is
+no request digest yet) and clients treat them as unverified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from aiohttp import web
+
+from miners.admission import Admission, AdmissionConfig
+from miners.metrics import MinerMetrics
+from protocol import codec, envelope, stream
+from protocol.clock import Clock, SystemClock
+from protocol.errorbody import ErrorBody, retry_after_header
+from protocol.errors import (
+    DeadlineExceededError,
+    ForbiddenError,
+    HandlerError,
+    NotFoundError,
+    PayloadTooLargeError,
+    WireError,
+)
+from protocol.keys import Keypair, encode_address
+from protocol.ratelimit import RateLimitConfig, RateLimiter
+from protocol.replay import ReplayConfig, ReplayGuard
+from protocol.schema import Message
+
+log = logging.getLogger("ensemble.miner")
+
+# Ten minutes is longer than any single generation should take; longer deadlines are refused
+# so a caller cannot pin a slot indefinitely.
+DEFAULT_MAX_DEADLINE_MS = 600_000
+DEFAULT_EXECUTOR_WORKERS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything a miner server needs to know, passed in (no environment reads)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    netuid: int = 1
+    limits: codec.Limits = codec.DEFAULT_LIMITS
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
+    max_deadline_ms: int = DEFAULT_MAX_DEADLINE_MS
+    executor_workers: int = DEFAULT_EXECUTOR_WORKERS
+
+
+class CallerPolicy(Protocol):
+    """Decides who may call and how urgent their work is (the stake source is pluggable)."""
+
+    def admit(self, caller: bytes, netuid: int) -> float:
+        """Return the caller's priority (its stake), or raise ForbiddenError."""
+        ...
+
+
+class OpenPolicy:
+    """Everyone may call, all with priority 0 (tests and private deployments)."""
+
+    def admit(self, caller: bytes, netuid: int) -> float:
+        """Admit anyone with priority 0."""
+        return 0.0
+
+
+class StakePolicy:
+    """Admit callers whose stake (from ``stake_of``) is at least ``min_stake``; priority = stake.
+
+    ``stake_of`` returns ``None`` for unknown (unregistered) callers, who are refused.
+    """
+
+    def __init__(self, stake_of: Callable[[bytes], float | None], min_stake: float = 0.0) -> None:
+        self._stake_of = stake_of
+        self._min_stake = min_stake
+
+    def admit(self, caller: bytes, netuid: int) -> float:
+        """Return the stake, or raise ForbiddenError for unknown or low-stake callers."""
+        stake = self._stake_of(caller)
+        if stake is None:
+            raise ForbiddenError("caller is not registered on this subnet", code="unregistered")
+        if stake < self._min_stake:
+            raise ForbiddenError(f"caller stake {stake} is below the minimum {self._min_stake}",
+                                 code="low_stake")
+        return stake
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a handler knows about the request it serves."""
+
+    caller: str
+    netuid: int
+    deadline_ms: int
+    request_digest: bytes
+    priority: float
+    #: Set when the deadline passes or the server stops; blocking handlers should poll it.
+    cancelled: threading.Event
+
+
+HandlerKind = Literal["async", "blocking", "stream"]
+AsyncHandler = Callable[[CallContext, Any], Awaitable[Message]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A registered message type: its request/response types and handler."""
+
+    name: str
+    request_type: type[Message]
+    response_type: type[Message]
+    handler: Callable[..., Any]
+    kind: HandlerKind
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """Per-request state collected along the pipeline."""
+
+    arrived: float
+    route: Route | None = None
+    signed: envelope.SignedRequest | None = None
+    priority: float = 0.0
+
+
+class MinerServer:
+    """Serves registered routes over signed HTTP. Use ``async with MinerServer(...) as s``.
+
+    The constructor does no I/O; :meth:`start` binds the port and :meth:`aclose` stops.
+    """
+
+    def __init__(self, keypair: Keypair, config: ServerConfig = ServerConfig(), *,
+                 policy: CallerPolicy | None = None, clock: Clock | None = None) -> None:
+        self.keypair = keypair
+        self.config = config
+        self.metrics = MinerMetrics()
+        self._policy: CallerPolicy = policy or OpenPolicy()
+        self._clock: Clock = clock or SystemClock()
+        self._routes: dict[str, Route] = {}
+        self._replay = ReplayGuard(config.replay)
+        self._limiter = RateLimiter(config.rate_limit)
+        self._admission = Admission(config.admission)
+        self._runner: web.AppRunner | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._port: int | None = None
+        self._stopping = threading.Event()
+
+    # --- registration and lifecycle ---------------------------------------------------------
+
+    def add_route(self, name: str, request_type: type[Message], response_type: type[Message],
+                  handler: Callable[..., Any], kind: HandlerKind = "async") -> None:
+        """Register ``handler`` for ``POST /v1/<name>``.
+
+        ``async`` handlers are coroutines ``(ctx, request) -> response``; ``blocking`` ones are
+        plain functions run in the thread pool; ``stream`` ones are async generators yielding
+        ``response_type`` chunks.
+        """
+        envelope.check_route(envelope.ROUTE_PREFIX + name)
+        self._routes[name] = Route(name, request_type, response_type, handler, kind)
+
+    def set_policy(self, policy: CallerPolicy) -> None:
+        """Replace the caller policy (e.g. once the metagraph is loaded)."""
+        self._policy = policy
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after :meth:`start`)."""
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """The miner's hotkey address."""
+        return self.keypair.address
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{self.config.host}:{self.port}"
+
+    def build_app(self) -> web.Application:
+        """Return the aiohttp application (also usable with aiohttp's test utilities)."""
+        # client_max_size is a backstop; the pipeline enforces the cap itself first.
+        app = web.Application(client_max_size=self.config.limits.max_body + 1)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_post("/v1/{route}", self._handle)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        return app
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        self._executor = ThreadPoolExecutor(self.config.executor_workers,
+                                            thread_name_prefix="miner-handler")
+        self._runner = web.AppRunner(self.build_app(), access_log=None,
+                                     handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port,
+                           shutdown_timeout=5.0)
+        await site.start()
+        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        sockets = getattr(server, "sockets", None) or []
+        self._port = sockets[0].getsockname()[1] if sockets else self.config.port
+
+    async def aclose(self) -> None:
+        """Stop accepting, cancel in-flight work and release the thread pool."""
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def __aenter__(self) -> MinerServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- unauthenticated endpoints ------------------------------------------------------------
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "hotkey": self.address,
+                                  "routes": sorted(self._routes),
+                                  "queue_depth": self._admission.queue_depth,
+                                  "in_flight": self._admission.active})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.metrics.queue_depth.set(self._admission.queue_depth)
+        self.metrics.in_flight.set(self._admission.active)
+        return web.Response(body=self.metrics.render(),
+                            headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    async def _unknown(self, request: web.Request) -> web.StreamResponse:
+        return self._error_response(NotFoundError(f"no route {request.method} {request.path}"),
+                                    None)
+
+    # --- the signed pipeline ------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        ex = _Exchange(arrived=self._clock.monotonic())
+        try:
+            return await self._pipeline(request, ex)
+        except WireError as exc:
+            self.metrics.rejections.labels(exc.code).inc()
+            return self._error_response(exc, ex)
+        finally:
+            name = ex.route.name if ex.route else "unknown"
+            self.metrics.latency.labels(name).observe(self._clock.monotonic() - ex.arrived)
+
+    async def _pipeline(self, request: web.Request, ex: _Exchange) -> web.StreamResponse:
+        ex.route = self._lookup(request.match_info["route"])
+        header, signature = envelope.parse_request_headers(
+            envelope.ROUTE_PREFIX + ex.route.name, request.headers)
+        ex.priority = self._check_header(header)
+        body = await self._read_body(request)
+        ex.signed = envelope.verify_request(header, signature, body, self.keypair.public_key.raw)
+        self._replay.remember(header.caller, header.nonce, header.timestamp_ms,
+                              self._clock.now_ms())
+        message = ex.route.request_type.decode(body, self.config.limits)
+        ctx = CallContext(encode_address(header.caller), header.netuid, header.deadline_ms,
+                          ex.signed.digest, ex.priority, threading.Event())
+        if ex.route.kind == "stream":
+            return await self._serve_stream(request, ex, ctx, message)
+        return await self._serve_unary(ex, ctx, message)
+
+    def _lookup(self, name: str) -> Route:
+        route = self._routes.get(name)
+        if route is None:
+            raise NotFoundError(f"no route /v1/{name} on this miner")
+        return route
+
+    def _check_header(self, header: envelope.RequestHeader) -> float:
+        """Header-only checks, before the body is read; returns the caller's priority."""
+        now_ms = self._clock.now_ms()
+        self._replay.check_fresh(header.timestamp_ms, now_ms)
+        envelope.check_deadline(header, now_ms, self.config.max_deadline_ms)
+        if header.receiver != self.keypair.public_key.raw:
+            raise envelope.UnauthenticatedError("request is addressed to another receiver",
+                                                code="wrong_receiver")
+        if header.netuid != self.config.netuid:
+            raise ForbiddenError(f"this miner serves subnet {self.config.netuid}",
+                                 code="wrong_subnet")
+        priority = self._policy.admit(header.caller, header.netuid)
+        self._limiter.acquire(header.caller, self._clock.monotonic())
+        return priority
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        cap = self.config.limits.max_body
+        if request.content_length is not None and request.content_length > cap:
+            raise PayloadTooLargeError(f"body of {request.content_length} bytes exceeds {cap}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(64 * 1024)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > cap:
+                raise PayloadTooLargeError(f"body exceeds {cap} bytes")
+            chunks.append(chunk)
+
+    async def _admit(self, ex: _Exchange, ctx: CallContext) -> None:
+        """Wait for a slot until the deadline; a waiter never outlives its caller's interest."""
+        try:
+            await asyncio.wait_for(self._admission.acquire(ctx.priority), self._remaining(ctx))
+        except TimeoutError:
+            raise DeadlineExceededError("deadline passed while queued") from None
+
+    def _remaining(self, ctx: CallContext) -> float:
+        return max(0.0, (ctx.deadline_ms - self._clock.now_ms()) / 1000)
+
+    async def _serve_unary(self, ex: _Exchange, ctx: CallContext,
+                           message: Message) -> web.Response:
+        assert ex.route is not None and ex.signed is not None  # noqa: S101 - set by the pipeline
+        await self._admit(ex, ctx)
+        try:
+            result = await self._run_handler(ex.route, ctx, message)
+        finally:
+            self._admission.release()
+        if not isinstance(result, ex.route.response_type):
+            log.error("handler %s returned %s", ex.route.name, type(result).__name__)
+            raise HandlerError("handler returned the wrong message type")
+        body = result.encode()
+        self.metrics.requests.labels(ex.route.name, "200").inc()
+        return self._signed_response(200, body, envelope.MSGPACK_TYPE, ex.signed)
+
+    async def _run_handler(self, route: Route, ctx: CallContext, message: Message) -> Message:
+        try:
+            async with asyncio.timeout(self._remaining(ctx)):
+                if route.kind == "blocking":
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(self._executor, route.handler, ctx,  # type: ignore[no-any-return]
+                                                      message)
+                return await route.handler(ctx, message)  # type: ignore[no-any-return]
+        except TimeoutError:
+            ctx.cancelled.set()
+            raise DeadlineExceededError("deadline passed; the work was cancelled") from None
+        except WireError:
+            raise
+        except asyncio.CancelledError:
+            ctx.cancelled.set()
+            raise
+        except Exception:
+            log.exception("handler %s failed", route.name)
+            raise HandlerError("the handler failed") from None
+
+    async def _serve_stream(self, request: web.Request, ex: _Exchange, ctx: CallContext,
+                            message: Message) -> web.StreamResponse:
+        assert ex.route is not None and ex.signed is not None  # noqa: S101 - set by the pipeline
+        await self._admit(ex, ctx)
+        try:
+            return await self._stream_frames(request, ex.route, ex.signed, ctx, message)
+        finally:
+            self._admission.release()
+
+    async def _stream_frames(self, request: web.Request, route: Route,
+                             signed: envelope.SignedRequest, ctx: CallContext,
+                             message: Message) -> web.StreamResponse:
+        signer = stream.StreamSigner(self.keypair, signed.digest)
+        response = web.StreamResponse(status=200, headers={
+            "Content-Type": envelope.STREAM_TYPE, envelope.H_MINER: self.address})
+        await response.prepare(request)
+        status = 200
+        try:
+            async with asyncio.timeout(self._remaining(ctx)):
+                async for chunk in route.handler(ctx, message):
+                    await response.write(signer.frame(stream.DATA, chunk.encode()))
+        except TimeoutError:
+            ctx.cancelled.set()
+            status = await self._stream_error(response, signer, DeadlineExceededError(
+                "deadline passed mid-stream; the work was cancelled"))
+        except WireError as exc:
+            status = await self._stream_error(response, signer, exc)
+        except Exception:
+            log.exception("stream handler %s failed", route.name)
+            status = await self._stream_error(response, signer,
+                                              HandlerError("the handler failed mid-stream"))
+        trailer, _ = signer.trailer(status, self._clock.now_ms())
+        await response.write(trailer)
+        await response.write_eof()
+        self.metrics.requests.labels(route.name, str(status)).inc()
+        return response
+
+    async def _stream_error(self, response: web.StreamResponse, signer: stream.StreamSigner,
+                            error: WireError) -> int:
+        self.metrics.rejections.labels(error.code).inc()
+        await response.write(signer.frame(stream.ERROR, ErrorBody.from_error(error).encode()))
+        return error.status
+
+    # --- answers ----------------------------------------------------------------------------
+
+    def _signed_response(self, status: int, body: bytes, content_type: str,
+                         signed: envelope.SignedRequest | None) -> web.Response:
+        headers = {"Content-Type": content_type}
+        if signed is not None:
+            receipt = envelope.Receipt.issue(self.keypair, signed.digest, status,
+                                             envelope.sha256(body), self._clock.now_ms())
+            headers.update(receipt.headers())
+        return web.Response(status=status, body=body, headers=headers)
+
+    def _error_response(self, error: WireError, ex: _Exchange | None) -> web.Response:
+        name = ex.route.name if ex is not None and ex.route is not None else "unknown"
+        self.metrics.requests.labels(name, str(error.status)).inc()
+        response = self._signed_response(error.status, ErrorBody.from_error(error).encode(),
+                                         envelope.MSGPACK_TYPE,
+                                         ex.signed if ex is not None else None)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = retry_after_header(error.retry_after)
+        return response

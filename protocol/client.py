@@ -1,0 +1,344 @@
+"""The query client: signed requests to miners, verified receipts back (SPEC.md §5).
+
+One pooled aiohttp session per client, opened by ``async with Client(...)``; the constructor
+does no I/O. A query never raises for one miner's failure: it returns a :class:`QueryResult`
+that is either ok (response, latency, receipt) or carries a typed :class:`QueryError`.
+Three deadlines apply separately: connect, first byte (response headers), and total; the total
+deadline is also sent to the miner, which cancels its work when it passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+
+from protocol import envelope, stream
+from protocol.clock import Clock, SystemClock
+from protocol.errorbody import ErrorBody
+from protocol.errors import (
+    ConnectFailed,
+    MalformedError,
+    PayloadTooLargeError,
+    QueryError,
+    QueryTimeout,
+    ReceiptError,
+    RemoteError,
+    StreamIntegrityError,
+)
+from protocol.keys import Keypair, decode_address
+from protocol.schema import Message
+
+R = TypeVar("R", bound=Message)
+
+# A miner on the same continent answers headers well within these; validators tighten them.
+DEFAULT_CONNECT_S = 3.0
+DEFAULT_FIRST_BYTE_S = 10.0
+DEFAULT_TOTAL_S = 30.0
+#: Largest answer body the client reads before giving up (a generous multiple of a long answer).
+DEFAULT_MAX_RESPONSE = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Client deadlines in seconds; ``total`` is also sent to the miner as the deadline."""
+
+    connect: float = DEFAULT_CONNECT_S
+    first_byte: float = DEFAULT_FIRST_BYTE_S
+    total: float = DEFAULT_TOTAL_S
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Pool size and limits of a :class:`Client`."""
+
+    # 100 connections lets a validator fan out to a whole subnet at once without opening
+    # thousands of sockets; the pool is per client, shared by all queries.
+    pool_size: int = 100
+    max_response: int = DEFAULT_MAX_RESPONSE
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A miner to query: its hotkey address and base URL (``http://host:port``)."""
+
+    address: str
+    url: str
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw key the answer's receipt must be signed by."""
+        return decode_address(self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult(Generic[R]):
+    """The outcome of one query: ``ok`` with response and receipt, or an ``error``."""
+
+    target: Target
+    response: R | None
+    receipt: envelope.Receipt | None
+    latency_s: float
+    error: QueryError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether a verified response arrived."""
+        return self.error is None
+
+
+class Client:
+    """Signs requests with ``keypair`` and verifies every answer's receipt."""
+
+    def __init__(self, keypair: Keypair, config: ClientConfig = ClientConfig(), *,
+                 netuid: int = 1, clock: Clock | None = None) -> None:
+        self._keypair = keypair
+        self._config = config
+        self._netuid = netuid
+        self._clock: Clock = clock or SystemClock()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        connector = aiohttp.TCPConnector(limit=self._config.pool_size, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def address(self) -> str:
+        """The caller address requests are signed with."""
+        return self._keypair.address
+
+    # --- unary ------------------------------------------------------------------------------
+
+    async def query(self, target: Target, route: str, message: Message,
+                    response_type: type[R], *, timeouts: Timeouts | None = None) -> QueryResult[R]:
+        """Send one signed request and return a verified result (never raises QueryError)."""
+        t = timeouts or self._config.timeouts
+        started = time.perf_counter()
+        try:
+            response, receipt = await self._exchange(target, route, message, response_type, t)
+        except QueryError as exc:
+            return QueryResult(target, None, None, time.perf_counter() - started, exc)
+        return QueryResult(target, response, receipt, time.perf_counter() - started)
+
+    async def fan_out(self, targets: Sequence[Target], route: str, message: Message,
+                      response_type: type[R], *,
+                      timeouts: Timeouts | None = None) -> list[QueryResult[R]]:
+        """Query every target concurrently; one result per target, in the same order."""
+        return list(await asyncio.gather(*(
+            self.query(t, route, message, response_type, timeouts=timeouts) for t in targets)))
+
+    async def _exchange(self, target: Target, route: str, message: Message,
+                        response_type: type[R], t: Timeouts) -> tuple[R, envelope.Receipt]:
+        body = message.encode()
+        headers, digest = self._sign(target, route, body, t.total)
+        session = self._require_session()
+        try:
+            async with asyncio.timeout(t.total):
+                resp = await self._post(session, target, route, body, headers, t)
+                async with resp:
+                    data = await self._read_capped(resp)
+        except TimeoutError:
+            raise QueryTimeout(f"no complete answer within {t.total} s", phase="total") from None
+        return self._verify_unary(target, resp, data, digest, response_type)
+
+    def _sign(self, target: Target, route: str, body: bytes,
+              total_s: float) -> tuple[dict[str, str], bytes]:
+        now = self._clock.now_ms()
+        header = envelope.RequestHeader(
+            route=envelope.ROUTE_PREFIX + route, caller=self._keypair.public_key.raw,
+            receiver=target.public_key, netuid=self._netuid, timestamp_ms=now,
+            nonce=os.urandom(envelope.NONCE_SIZE), deadline_ms=now + max(1, int(total_s * 1000)))
+        headers = envelope.sign_request(self._keypair, header, body)
+        headers["Content-Type"] = envelope.MSGPACK_TYPE
+        return headers, envelope.sha256(header.canonical(envelope.sha256(body)))
+
+    async def _post(self, session: aiohttp.ClientSession, target: Target, route: str,
+                    body: bytes, headers: dict[str, str], t: Timeouts) -> aiohttp.ClientResponse:
+        """POST and wait for the response headers, mapping failures to typed errors."""
+        url = f"{target.url}{envelope.ROUTE_PREFIX}{route}"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect)
+        try:
+            async with asyncio.timeout(t.first_byte):
+                return await session.post(url, data=body, headers=headers, timeout=timeout)
+        except TimeoutError:
+            raise QueryTimeout(f"no response headers within {t.first_byte} s",
+                               phase="first_byte") from None
+        except aiohttp.ServerTimeoutError:
+            raise QueryTimeout(f"could not connect within {t.connect} s",
+                               phase="connect") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectFailed(f"cannot connect to {target.url}: {exc.os_error}") from None
+        except aiohttp.ClientError as exc:
+            raise ConnectFailed(f"connection to {target.url} failed: {exc}") from None
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        cap = self._config.max_response
+        if resp.content_length is not None and resp.content_length > cap:
+            raise RemoteError(f"answer of {resp.content_length} bytes exceeds {cap}",
+                              status=resp.status, code="too_large")
+        try:
+            data = await resp.content.read(cap + 1)
+            while len(data) <= cap:
+                more = await resp.content.read(cap + 1 - len(data))
+                if not more:
+                    break
+                data += more
+        except aiohttp.ClientError as exc:
+            raise ConnectFailed(f"connection dropped while reading the answer: {exc}") from None
+        if len(data) > cap:
+            raise RemoteError(f"answer exceeds {cap} bytes", status=resp.status, code="too_large")
+        return data
+
+    def _verify_unary(self, target: Target, resp: aiohttp.ClientResponse, data: bytes,
+                      request_digest: bytes, response_type: type[R]) -> tuple[R, envelope.Receipt]:
+        receipt = self._receipt_or_none(resp, data, request_digest, target)
+        if resp.status != 200:
+            raise _remote_error(resp.status, data, signed=receipt is not None)
+        if receipt is None:
+            raise ReceiptError("answer is not signed by the miner; discarded")
+        try:
+            return response_type.decode(data), receipt
+        except (MalformedError, PayloadTooLargeError) as exc:
+            raise RemoteError(f"miner sent a malformed answer: {exc}", status=200,
+                              code="bad_answer", signed=True) from None
+
+    def _receipt_or_none(self, resp: aiohttp.ClientResponse, data: bytes, request_digest: bytes,
+                         target: Target) -> envelope.Receipt | None:
+        """Return the verified receipt; None if absent on an error; raise if forged."""
+        if envelope.H_RECEIPT_SIGNATURE not in resp.headers and resp.status != 200:
+            return None
+        receipt = envelope.Receipt.from_headers(resp.headers, request_digest=request_digest,
+                                                status=resp.status,
+                                                body_digest=envelope.sha256(data))
+        receipt.verify(request_digest=request_digest, status=resp.status,
+                       body_digest=envelope.sha256(data), miner=target.public_key)
+        return receipt
+
+    # --- streaming --------------------------------------------------------------------------
+
+    def stream(self, target: Target, route: str, message: Message, chunk_type: type[R], *,
+               timeouts: Timeouts | None = None) -> StreamCall[R]:
+        """Return an async iterator of verified chunks; its ``receipt`` is set at the end.
+
+        Iteration raises :class:`QueryError` subclasses: ``StreamIntegrityError`` when the
+        stream is cut or altered, ``RemoteError`` for an error frame or status.
+        """
+        return StreamCall(self, target, route, message, chunk_type,
+                          timeouts or self._config.timeouts)
+
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("use the client inside 'async with Client(...)'")
+        return self._session
+
+
+class StreamCall(Generic[R]):
+    """One streaming query. Iterate it with ``async for``; then read ``receipt``."""
+
+    def __init__(self, client: Client, target: Target, route: str, message: Message,
+                 chunk_type: type[R], timeouts: Timeouts) -> None:
+        self._client = client
+        self._target = target
+        self._route = route
+        self._message = message
+        self._chunk_type = chunk_type
+        self._timeouts = timeouts
+        self.receipt: envelope.Receipt | None = None
+
+    def __aiter__(self) -> AsyncIterator[R]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[R]:
+        client, t = self._client, self._timeouts
+        body = self._message.encode()
+        headers, digest = client._sign(self._target, self._route, body, t.total)  # noqa: SLF001
+        session = client._require_session()  # noqa: SLF001
+        deadline = asyncio.get_running_loop().time() + t.total
+        resp = await client._post(session, self._target, self._route, body, headers, t)  # noqa: SLF001
+        async with resp:
+            if resp.status != 200:
+                data = await client._read_capped(resp)  # noqa: SLF001
+                client._receipt_or_none(resp, data, digest, self._target)  # noqa: SLF001
+                raise _remote_error(resp.status, data, signed=True)
+            reader = stream.StreamReader(digest, self._target.public_key)
+            async for frame in self._frames(resp, reader, deadline):
+                if frame.kind == stream.ERROR:
+                    status = reader.receipt.status if reader.receipt else 0
+                    self._drain_error_then_raise(frame, status)
+                try:
+                    yield self._chunk_type.decode(frame.payload)
+                except (MalformedError, PayloadTooLargeError) as exc:
+                    raise StreamIntegrityError(f"malformed stream chunk: {exc}") from None
+            self.receipt = reader.finish()
+
+    async def _frames(self, resp: aiohttp.ClientResponse, reader: stream.StreamReader,
+                      deadline: float) -> AsyncIterator[stream.Frame]:
+        loop = asyncio.get_running_loop()
+        pending: list[stream.Frame] = []
+        error: stream.Frame | None = None
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await resp.content.readany()
+            except TimeoutError:
+                raise QueryTimeout("stream did not finish within the total deadline",
+                                   phase="total") from None
+            except aiohttp.ClientError as exc:
+                raise StreamIntegrityError(f"stream connection failed: {exc}") from None
+            if not chunk:
+                break
+            for frame in reader.feed(chunk):
+                if frame.kind == stream.ERROR:
+                    error = frame  # verified only once the trailer arrives
+                else:
+                    pending.append(frame)
+            while pending and error is None:
+                yield pending.pop(0)
+            if loop.time() > deadline:
+                raise QueryTimeout("stream exceeded the total deadline", phase="total")
+        reader.finish()
+        if error is not None:
+            yield error
+
+    @staticmethod
+    def _drain_error_then_raise(frame: stream.Frame, status: int) -> None:
+        try:
+            body = ErrorBody.decode(frame.payload)
+        except MalformedError:
+            raise StreamIntegrityError("malformed error frame") from None
+        raise RemoteError(body.message, status=status, code=body.code,
+                          retry_after=body.retry_after, signed=True)
+
+
+def _remote_error(status: int, data: bytes, *, signed: bool) -> RemoteError:
+    try:
+        body = ErrorBody.decode(data)
+    except (MalformedError, PayloadTooLargeError):
+        return RemoteError(f"HTTP {status} with an unreadable body", status=status,
+                           code=f"http_{status}", signed=signed)
+    return RemoteError(body.message, status=status, code=body.code,
+                       retry_after=body.retry_after, signed=signed)
+
+
+def result_summary(result: QueryResult[Any]) -> str:
+    """One-line human description of a result (for logs and the demo)."""
+    if result.ok:
+        return f"ok {result.latency_s * 1000:.1f} ms, receipt by {result.target.address[:12]}…"
+    assert result.error is not None  # noqa: S101 - ok is False exactly when error is set
+    return f"{result.error.kind}: {result.error}"
