@@ -18,6 +18,7 @@ from protocol.errors import EnsembleError
 #: Modules that contribute command groups, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "protocol.cli.wallet",
+    "miners.cli",
 )
 
 EXIT_USAGE = 2

@@ -1,0 +1,96 @@
+"""``ensemble miner ...`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from protocol.errors import ConfigError
+from protocol.keys import Keypair
+
+_EPILOG_ECHO = """examples:
+  ensemble miner echo --wallet alice --hotkey default --port 8091
+  ensemble miner echo --dev-seed 0101...01 --port 0     # throwaway key, dev only
+
+Serves the deterministic 'echo' and 'echo_stream' routes (SPEC.md §3.9) behind the signed
+protocol. Prints one line 'listening on URL as ADDRESS' when ready; stops on SIGINT/SIGTERM.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``miner`` command group."""
+    miner = sub.add_parser("miner", help="run a miner", description="Run a miner server.")
+    group = miner.add_subparsers(dest="miner_command", metavar="SUBCOMMAND")
+    echo = group.add_parser("echo", help="serve the deterministic echo handler (tests, demo)",
+                            description="Serve the echo routes behind the signed protocol.",
+                            epilog=_EPILOG_ECHO,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_key_options(echo)
+    echo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    echo.add_argument("--port", type=int, default=8091, help="TCP port, 0 = any free (default 8091)")
+    echo.add_argument("--netuid", type=int, default=1, help="subnet served (default 1)")
+    echo.set_defaults(handler=_run_echo)
+    miner.set_defaults(handler=lambda _args: miner.print_help() or 2)
+
+
+def add_key_options(parser: argparse.ArgumentParser) -> None:
+    """Options selecting the hotkey that signs: a wallet hotkey, or a dev seed."""
+    parser.add_argument("--wallet", help="wallet name (see 'ensemble wallet list')")
+    parser.add_argument("--hotkey", default="default", help="hotkey name (default 'default')")
+    parser.add_argument("--wallet-path", type=Path, default=None,
+                        help="wallet root (default $ENSEMBLE_WALLET_PATH or ~/.ensemble/wallets)")
+    parser.add_argument("--dev-seed", metavar="HEX",
+                        help="use a throwaway key from a 32-byte hex seed (development only)")
+
+
+def load_hotkey(args: argparse.Namespace) -> Keypair:
+    """Return the signing hotkey chosen by :func:`add_key_options` options.
+
+    Raises:
+        ConfigError: neither or both of --wallet and --dev-seed, or a bad seed.
+    """
+    if bool(args.wallet) == bool(args.dev_seed):
+        raise ConfigError("choose the signing key with --wallet NAME [--hotkey NAME], "
+                          "or --dev-seed HEX for a throwaway development key")
+    if args.dev_seed:
+        try:
+            return Keypair(bytes.fromhex(args.dev_seed))
+        except ValueError:
+            raise ConfigError("--dev-seed must be 64 hex digits") from None
+    from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415 - CLI-only import
+
+    root = args.wallet_path or default_wallet_root(os.environ)
+    wallet = Wallet(root, args.wallet)
+    return wallet.hotkey(args.hotkey, os.environ.get("ENSEMBLE_PASSWORD"))
+
+
+def _run_echo(args: argparse.Namespace) -> int:
+    from miners.echo import add_echo_routes  # noqa: PLC0415 - keep CLI start-up light
+    from miners.server import MinerServer, ServerConfig  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    server = MinerServer(load_hotkey(args),
+                         ServerConfig(host=args.host, port=args.port, netuid=args.netuid))
+    add_echo_routes(server)
+    return asyncio.run(serve_until_signal(server))
+
+
+async def serve_until_signal(server: object) -> int:
+    """Start ``server``, print the ready line, and serve until SIGINT or SIGTERM."""
+    from miners.server import MinerServer  # noqa: PLC0415
+
+    assert isinstance(server, MinerServer)  # noqa: S101 - internal helper contract
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        print(f"listening on {server.url} as {server.address}", flush=True)
+        await stop.wait()
+        print("stopping: cancelling in-flight work", file=sys.stderr, flush=True)
+    return 0
