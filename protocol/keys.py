@@ -58,7 +58,11 @@ def decode_address(address: str) -> bytes:
     """
     if not isinstance(address, str):
         raise AddressError(f"an address is text, got {type(address).__name__}")
-    text = address.strip().lower()
+    text = address.strip()
+    if not text.isascii():
+        # Case folding of non-ASCII look-alikes (e.g. KELVIN SIGN) could otherwise yield letters.
+        raise AddressError(f"address {address!r} has non-ASCII characters")
+    text = text.lower()
     if not text.startswith(ADDRESS_PREFIX):
         raise AddressError(f"address {address!r} must start with {ADDRESS_PREFIX!r}")
     if len(text) != ADDRESS_LENGTH:
@@ -70,7 +74,9 @@ def decode_address(address: str) -> bytes:
     except ValueError:
         raise AddressError(f"address {address!r} has characters outside base32 (a-z, 2-7)") from None
     key, check = raw[:PUBLIC_KEY_SIZE], raw[PUBLIC_KEY_SIZE:]
-    if not hmac.compare_digest(check, _checksum(key)):
+    if not hmac.compare_digest(check, _checksum(key)) or encode_address(key) != text:
+        # The second test rejects non-canonical spellings (the last base32 symbol has two spare
+        # bits), so one key has exactly one address and string comparison is sound.
         raise AddressError(f"address {address!r} has a wrong checksum: check it for typos")
     return key
 
