@@ -89,7 +89,7 @@ def _hkdf_expand_one_block(prk: bytes, info: bytes, length: int) -> bytes:
 
 
 def test_golden_vectors() -> None:
-    """Fixed inputs give the exact bytes printed in docs/spec-keyfiles.md."""
+    """Fixed inputs give the exact bytes printed in SPEC.md §2.2."""
     assert encode_encrypted(SEED, PASSWORD, CHEAP, counter_bytes()) == GOLDEN_SEALED
     assert encode_plaintext(SEED) == GOLDEN_PLAIN
     assert decode(GOLDEN_SEALED, PASSWORD) == SEED
