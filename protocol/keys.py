@@ -15,6 +15,7 @@ aloud; 32 bits of checksum catch any typo with probability 1 - 2^-32.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -46,6 +47,13 @@ def encode_address(public_key: bytes) -> str:
     """
     if len(public_key) != PUBLIC_KEY_SIZE:
         raise AddressError(f"a public key is {PUBLIC_KEY_SIZE} bytes, got {len(public_key)}")
+    return _encode_cached(bytes(public_key))
+
+
+# Conversions sit on the request hot path (several per request, ~15 µs each in pure Python);
+# a bounded cache of the recently seen keys removes them. Failures are never cached.
+@functools.lru_cache(maxsize=8192)
+def _encode_cached(public_key: bytes) -> str:
     raw = public_key + _checksum(public_key)
     return ADDRESS_PREFIX + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
@@ -58,6 +66,11 @@ def decode_address(address: str) -> bytes:
     """
     if not isinstance(address, str):
         raise AddressError(f"an address is text, got {type(address).__name__}")
+    return _decode_cached(address)
+
+
+@functools.lru_cache(maxsize=8192)
+def _decode_cached(address: str) -> bytes:
     text = address.strip()
     if not text.isascii():
         # Case folding of non-ASCII look-alikes (e.g. KELVIN SIGN) could otherwise yield letters.
