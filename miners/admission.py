@@ -70,7 +70,11 @@ class Admission:
                 # The slot was handed to us just as we were cancelled: pass it on.
                 self.release()
             else:
+                # Drop our entry now rather than when a release pops it: under a stuck handler and
+                # a flood of short deadlines, dead entries would otherwise pile up without bound.
                 future.cancel()
+                self._heap = [entry for entry in self._heap if entry[2] is not future]
+                heapq.heapify(self._heap)
                 self._waiting -= 1
             raise
 
@@ -79,7 +83,7 @@ class Admission:
         while self._heap:
             _, _, future = heapq.heappop(self._heap)
             if future.cancelled():
-                continue  # its waiter already left and decremented the count
+                continue  # its waiter was cancelled; it updates the count when it resumes
             self._waiting -= 1
             future.set_result(None)
             return

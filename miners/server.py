@@ -3,9 +3,11 @@
 Pipeline for ``POST /v1/<route>``, cheapest checks first so strangers cost little:
 
 1. route lookup (404), header syntax and version (400/401), freshness (401) and deadline (504),
-   receiver (401), caller policy (403) and per-caller rate limit (429) — headers only;
+   receiver (401), subnet and caller policy (403) — headers only;
 2. body read with a size cap (413);
-3. body digest, signature (401) and replay memory (401);
+3. body digest, signature (401), replay memory (401), then the per-caller rate limit (429): the
+   bucket is keyed by the caller, so only a request the caller really signed, and not a replay of
+   one, may spend its tokens (otherwise anyone could lock a validator out by naming it);
 4. message decoding with typed field checks (400 naming the field, 413 for limits);
 5. admission: concurrency limit with a stake-ordered queue (503 when full);
 6. the handler, cancelled when the request's deadline passes (504); blocking handlers run in a
@@ -214,11 +216,12 @@ class MinerServer:
         """Bind and start serving."""
         self._executor = ThreadPoolExecutor(self.config.executor_workers,
                                             thread_name_prefix="miner-handler")
+        # shutdown_timeout belongs to the runner: aiohttp deprecates it on the site (a warning,
+        # which the test suite turns into an error).
         self._runner = web.AppRunner(self.build_app(), access_log=None,
-                                     handler_cancellation=True)
+                                     handler_cancellation=True, shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port,
-                           shutdown_timeout=5.0)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
         sockets = getattr(server, "sockets", None) or []
@@ -281,6 +284,7 @@ class MinerServer:
         ex.signed = envelope.verify_request(header, signature, body, self.keypair.public_key.raw)
         self._replay.remember(header.caller, header.nonce, header.timestamp_ms,
                               self._clock.now_ms())
+        self._limiter.acquire(header.caller, self._clock.monotonic())
         message = ex.route.request_type.decode(body, self.config.limits)
         ctx = CallContext(encode_address(header.caller), header.netuid, header.deadline_ms,
                           ex.signed.digest, ex.priority, threading.Event())
@@ -305,9 +309,7 @@ class MinerServer:
         if header.netuid != self.config.netuid:
             raise ForbiddenError(f"this miner serves subnet {self.config.netuid}",
                                  code="wrong_subnet")
-        priority = self._policy.admit(header.caller, header.netuid)
-        self._limiter.acquire(header.caller, self._clock.monotonic())
-        return priority
+        return self._policy.admit(header.caller, header.netuid)
 
     async def _read_body(self, request: web.Request) -> bytes:
         cap = self.config.limits.max_body

@@ -22,6 +22,7 @@ from protocol import envelope, stream
 from protocol.clock import Clock, SystemClock
 from protocol.errorbody import ErrorBody
 from protocol.errors import (
+    AddressError,
     ConnectFailed,
     MalformedError,
     PayloadTooLargeError,
@@ -159,10 +160,15 @@ class Client:
 
     def _sign(self, target: Target, route: str, body: bytes,
               total_s: float) -> tuple[dict[str, str], bytes]:
+        try:
+            receiver = target.public_key
+        except AddressError as exc:
+            # One bad entry in a target list is that target's failure, never the fan-out's.
+            raise QueryError(f"target address is invalid: {exc}") from None
         now = self._clock.now_ms()
         header = envelope.RequestHeader(
             route=envelope.ROUTE_PREFIX + route, caller=self._keypair.public_key.raw,
-            receiver=target.public_key, netuid=self._netuid, timestamp_ms=now,
+            receiver=receiver, netuid=self._netuid, timestamp_ms=now,
             nonce=os.urandom(envelope.NONCE_SIZE), deadline_ms=now + max(1, int(total_s * 1000)))
         headers = envelope.sign_request(self._keypair, header, body)
         headers["Content-Type"] = envelope.MSGPACK_TYPE
@@ -175,13 +181,17 @@ class Client:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect)
         try:
             async with asyncio.timeout(t.first_byte):
-                return await session.post(url, data=body, headers=headers, timeout=timeout)
+                # No redirects: a miner must answer itself, not send validators' signed requests
+                # to a URL of its choosing (another service on their network, for instance).
+                return await session.post(url, data=body, headers=headers, timeout=timeout,
+                                          allow_redirects=False)
+        except aiohttp.ServerTimeoutError:
+            # Before ``TimeoutError``: aiohttp's connect timeout is also a TimeoutError subclass.
+            raise QueryTimeout(f"could not connect within {t.connect} s",
+                               phase="connect") from None
         except TimeoutError:
             raise QueryTimeout(f"no response headers within {t.first_byte} s",
                                phase="first_byte") from None
-        except aiohttp.ServerTimeoutError:
-            raise QueryTimeout(f"could not connect within {t.connect} s",
-                               phase="connect") from None
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailed(f"cannot connect to {target.url}: {exc.os_error}") from None
         except aiohttp.ClientError as exc:
@@ -274,8 +284,8 @@ class StreamCall(Generic[R]):
         async with resp:
             if resp.status != 200:
                 data = await client._read_capped(resp)  # noqa: SLF001
-                client._receipt_or_none(resp, data, digest, self._target)  # noqa: SLF001
-                raise _remote_error(resp.status, data, signed=True)
+                receipt = client._receipt_or_none(resp, data, digest, self._target)  # noqa: SLF001
+                raise _remote_error(resp.status, data, signed=receipt is not None)
             reader = stream.StreamReader(digest, self._target.public_key)
             async for frame in self._frames(resp, reader, deadline):
                 if frame.kind == stream.ERROR:
@@ -308,7 +318,9 @@ class StreamCall(Generic[R]):
                     error = frame  # verified only once the trailer arrives
                 else:
                     pending.append(frame)
-            while pending and error is None:
+            # DATA frames that arrived in the same read as an ERROR frame precede it (the reader
+            # refuses anything but the trailer after an ERROR), so they are delivered too.
+            while pending:
                 yield pending.pop(0)
             if loop.time() > deadline:
                 raise QueryTimeout("stream exceeded the total deadline", phase="total")

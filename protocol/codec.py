@@ -67,7 +67,7 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
     Raises:
         PayloadTooLargeError: the document or one of its values exceeds ``limits``.
         MalformedError: anything else wrong (truncated, trailing bytes, ext types,
-            non-string map keys, too deep).
+            non-string map keys). Nesting deeper than ``limits.max_depth`` is a limit, so 413.
     """
     if len(data) > limits.max_body:
         raise PayloadTooLargeError(f"body is {len(data)} bytes, limit {limits.max_body}")
@@ -113,14 +113,17 @@ _SCALARS = (str, bytes, int, float, bool, type(None))
 
 
 def _check_shape(value: Any, max_depth: int) -> None:
-    """Reject nesting deeper than ``max_depth`` and any non-plain value (e.g. timestamps).
+    """Reject nesting deeper than ``max_depth``, non-string map keys and non-plain values.
 
-    Iterative, so a deep document cannot exhaust Python's recursion limit.
+    Iterative, so a deep document cannot exhaust Python's recursion limit. Map keys are checked
+    here because msgpack's ``strict_map_key`` still lets binary (bytes) keys through.
     """
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
+            if not all(type(key) is str for key in item):
+                raise MalformedError("msgpack map keys must be strings")
             children: Any = item.values()
         elif isinstance(item, list):
             children = item

@@ -17,6 +17,7 @@ from protocol import codec
 from protocol.errors import (
     DeadlineExceededError,
     MalformedError,
+    PayloadTooLargeError,
     ReceiptError,
     UnauthenticatedError,
 )
@@ -49,10 +50,11 @@ STREAM_TYPE = "application/vnd.ensemble.stream"
 
 _U64_MAX = (1 << 64) - 1
 _U32_MAX = (1 << 32) - 1
-# Routes are short ASCII names; a strict pattern keeps the signed bytes unambiguous.
-_ROUTE_RE = re.compile(r"^/v1/[a-z][a-z0-9_.-]{0,63}$")
-_DIGITS_RE = re.compile(r"^(0|[1-9][0-9]{0,19})$")
-_HEX_RE = re.compile(r"^[0-9a-f]*$")
+# Routes are short ASCII names; a strict pattern keeps the signed bytes unambiguous. The
+# patterns are used with fullmatch: "$" would also match before a trailing newline.
+_ROUTE_RE = re.compile(r"/v1/[a-z][a-z0-9_.-]{0,63}")
+_DIGITS_RE = re.compile(r"0|[1-9][0-9]{0,19}")
+_HEX_RE = re.compile(r"[0-9a-f]*")
 
 
 def sha256(data: bytes) -> bytes:
@@ -113,7 +115,7 @@ class SignedRequest:
 
 def check_route(route: str) -> str:
     """Return ``route`` if it is a valid ``/v1/<name>`` route, else raise MalformedError."""
-    if not _ROUTE_RE.match(route):
+    if not _ROUTE_RE.fullmatch(route):
         raise MalformedError(f"route {route!r} is not of the form /v1/<name>")
     return route
 
@@ -211,14 +213,14 @@ def _address_header(name: str, value: str) -> bytes:
 
 
 def _int_header(name: str, value: str, maximum: int) -> int:
-    if not _DIGITS_RE.match(value) or int(value) > maximum:
+    if not _DIGITS_RE.fullmatch(value) or int(value) > maximum:
         raise MalformedError(f"header {name} must be a decimal integer in [0, {maximum}]",
                              code="bad_header")
     return int(value)
 
 
 def _hex_header(name: str, value: str, size: int) -> bytes:
-    if len(value) != 2 * size or not _HEX_RE.match(value):
+    if len(value) != 2 * size or not _HEX_RE.fullmatch(value):
         raise MalformedError(f"header {name} must be {2 * size} lower-case hex digits",
                              code="bad_header")
     return bytes.fromhex(value)
@@ -327,11 +329,12 @@ class Receipt:
         """Parse a stored receipt (raises ReceiptError on malformed input; does not verify)."""
         try:
             value = codec.unpack(data)
-            if not isinstance(value, dict) or value.get("v") != PROTOCOL_VERSION:
+            version = value.get("v") if isinstance(value, dict) else None
+            if type(version) is not int or version != PROTOCOL_VERSION:  # True == 1: not a version
                 raise ReceiptError("not a version-1 receipt")
             fields = (value["request_digest"], value["status"], value["body_digest"],
                       value["miner"], value["timestamp_ms"], value["signature"])
-        except (KeyError, MalformedError) as exc:
+        except (KeyError, MalformedError, PayloadTooLargeError) as exc:
             raise ReceiptError(f"malformed receipt: {exc}") from None
         types_ok = [isinstance(f, t) and not isinstance(f, bool)
                     for f, t in zip(fields, (bytes, int, bytes, bytes, int, bytes), strict=True)]

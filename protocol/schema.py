@@ -94,7 +94,8 @@ def _compiled(cls: type[Message]) -> _Check:
         if not isinstance(value, dict):
             raise MalformedError(f"{path or 'body'}: expected a map, got {_kind(value)}")
         got_version = value.get(VERSION_KEY)
-        if got_version != version or isinstance(got_version, bool):
+        # type() is int: neither a boolean (True == 1) nor a float (1.0 == 1) is a version.
+        if type(got_version) is not int or got_version != version:
             raise MalformedError(
                 f"{_join(path, VERSION_KEY)}: unsupported message version {got_version!r}, "
                 f"this receiver speaks {version}")
@@ -150,7 +151,8 @@ def _union_checker(args: tuple[Any, ...], meta: Mapping[str, Any]) -> _Check:
 
 def _literal_checker(allowed: tuple[Any, ...]) -> _Check:
     def check(value: Any, path: str) -> Any:
-        if isinstance(value, bool) or value not in allowed:
+        # Compare types too: 1.0 == 1 and True == 1, yet neither is the literal integer 1.
+        if not any(type(value) is type(a) and value == a for a in allowed):
             raise MalformedError(f"{path}: must be one of {list(allowed)!r}, got {value!r}")
         return value
     return check

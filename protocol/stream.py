@@ -91,6 +91,7 @@ class StreamReader:
         self._digest = initial_digest(request_digest)
         self._buffer = bytearray()
         self._receipt: Receipt | None = None
+        self._errored = False
 
     @property
     def receipt(self) -> Receipt | None:
@@ -102,7 +103,8 @@ class StreamReader:
 
         Raises:
             StreamIntegrityError: bytes after the trailer, an unknown kind, an oversized frame,
-                or a trailer whose signature does not cover the frames received.
+                a frame other than the trailer after an ERROR frame (SPEC.md §3.6), or a trailer
+                whose signature does not cover the frames received.
         """
         if self._receipt is not None and data:
             raise StreamIntegrityError("data after the stream trailer")
@@ -119,7 +121,10 @@ class StreamReader:
             del self._buffer[:end]
             if kind == TRAILER:
                 self._receipt = self._check_trailer(raw[_HEAD.size:])
+            elif self._errored:
+                raise StreamIntegrityError("only the trailer may follow an ERROR frame")
             else:
+                self._errored = kind == ERROR
                 self._digest = hashlib.sha256(self._digest + raw).digest()
                 frames.append(Frame(kind, raw[_HEAD.size:]))
         if self._receipt is not None and self._buffer:
