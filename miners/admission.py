@@ -47,6 +47,13 @@ class Admission:
         """Requests currently waiting for a slot."""
         return self._waiting
 
+    def try_acquire(self) -> bool:
+        """Take a slot without waiting if one is free and nobody is queued."""
+        if self._active < self._config.max_concurrent and self._waiting == 0:
+            self._active += 1
+            return True
+        return False
+
     async def acquire(self, priority: float) -> None:
         """Wait for a slot; higher ``priority`` is served first.
 

@@ -328,8 +328,11 @@ class MinerServer:
 
     async def _admit(self, ex: _Exchange, ctx: CallContext) -> None:
         """Wait for a slot until the deadline; a waiter never outlives its caller's interest."""
+        if self._admission.try_acquire():
+            return  # the common case: no task, no timer
         try:
-            await asyncio.wait_for(self._admission.acquire(ctx.priority), self._remaining(ctx))
+            async with asyncio.timeout(self._remaining(ctx)):
+                await self._admission.acquire(ctx.priority)
         except TimeoutError:
             raise DeadlineExceededError("deadline passed while queued") from None
 

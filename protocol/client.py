@@ -10,6 +10,7 @@ deadline is also sent to the miner, which cancels its work when it passes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -170,15 +171,15 @@ class Client:
             route=envelope.ROUTE_PREFIX + route, caller=self._keypair.public_key.raw,
             receiver=receiver, netuid=self._netuid, timestamp_ms=now,
             nonce=os.urandom(envelope.NONCE_SIZE), deadline_ms=now + max(1, int(total_s * 1000)))
-        headers = envelope.sign_request(self._keypair, header, body)
+        headers, digest = envelope.sign_request_with_digest(self._keypair, header, body)
         headers["Content-Type"] = envelope.MSGPACK_TYPE
-        return headers, envelope.sha256(header.canonical(envelope.sha256(body)))
+        return headers, digest
 
     async def _post(self, session: aiohttp.ClientSession, target: Target, route: str,
                     body: bytes, headers: dict[str, str], t: Timeouts) -> aiohttp.ClientResponse:
         """POST and wait for the response headers, mapping failures to typed errors."""
         url = f"{target.url}{envelope.ROUTE_PREFIX}{route}"
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect)
+        timeout = _client_timeout(t.connect)
         try:
             async with asyncio.timeout(t.first_byte):
                 # No redirects: a miner must answer itself, not send validators' signed requests
@@ -203,6 +204,8 @@ class Client:
             raise RemoteError(f"answer of {resp.content_length} bytes exceeds {cap}",
                               status=resp.status, code="too_large")
         try:
+            if resp.content_length is not None:
+                return await resp.read()  # known and within the cap: one read, no loop
             data = await resp.content.read(cap + 1)
             while len(data) <= cap:
                 more = await resp.content.read(cap + 1 - len(data))
@@ -336,6 +339,12 @@ class StreamCall(Generic[R]):
             raise StreamIntegrityError("malformed error frame") from None
         raise RemoteError(body.message, status=status, code=body.code,
                           retry_after=body.retry_after, signed=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect_s: float) -> aiohttp.ClientTimeout:
+    """The aiohttp timeout object for a connect deadline (built once per value)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect_s)
 
 
 def _remote_error(status: int, data: bytes, *, signed: bool) -> RemoteError:

@@ -110,6 +110,7 @@ def _reject_ext(code: int, data: bytes) -> Any:
 
 
 _SCALARS = (str, bytes, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 def _check_shape(value: Any, max_depth: int) -> None:
@@ -133,4 +134,7 @@ def _check_shape(value: Any, max_depth: int) -> None:
             raise MalformedError(f"msgpack type {type(item).__name__} is not allowed")
         if depth > max_depth:
             raise PayloadTooLargeError(f"msgpack nesting deeper than {max_depth}")
-        stack.extend((child, depth + 1) for child in children)
+        for child in children:
+            # Fast path: most values are plain scalars and need no stack entry.
+            if type(child) not in _SCALAR_TYPES:
+                stack.append((child, depth + 1))

@@ -106,11 +106,8 @@ class SignedRequest:
     header: RequestHeader
     body_digest: bytes
     signature: bytes
-
-    @property
-    def digest(self) -> bytes:
-        """The request digest receipts refer to: SHA-256 of the canonical bytes."""
-        return sha256(self.header.canonical(self.body_digest))
+    #: The request digest receipts refer to: SHA-256 of the canonical bytes (computed once).
+    digest: bytes
 
 
 def check_route(route: str) -> str:
@@ -125,11 +122,17 @@ def sign_request(keypair: Keypair, header: RequestHeader, body: bytes) -> dict[s
 
     ``header.caller`` must be ``keypair``'s public key.
     """
+    return sign_request_with_digest(keypair, header, body)[0]
+
+
+def sign_request_with_digest(keypair: Keypair, header: RequestHeader,
+                             body: bytes) -> tuple[dict[str, str], bytes]:
+    """Like :func:`sign_request`, also returning the request digest (canonical bytes hashed once)."""
     if header.caller != keypair.public_key.raw:
         raise ValueError("header.caller must be the signing key's public key")
     check_route(header.route)
-    signature = keypair.sign(header.canonical(sha256(body)))
-    return {
+    canonical = header.canonical(sha256(body))
+    headers = {
         H_VERSION: str(PROTOCOL_VERSION),
         H_CALLER: encode_address(header.caller),
         H_RECEIVER: encode_address(header.receiver),
@@ -137,8 +140,9 @@ def sign_request(keypair: Keypair, header: RequestHeader, body: bytes) -> dict[s
         H_TIMESTAMP: str(header.timestamp_ms),
         H_NONCE: header.nonce.hex(),
         H_DEADLINE: str(header.deadline_ms),
-        H_SIGNATURE: signature.hex(),
+        H_SIGNATURE: keypair.sign(canonical).hex(),
     }
+    return headers, sha256(canonical)
 
 
 def parse_request_headers(route: str, headers: Mapping[str, str]) -> tuple[RequestHeader, bytes]:
@@ -184,9 +188,10 @@ def verify_request(header: RequestHeader, signature: bytes, body: bytes,
         raise UnauthenticatedError("request is addressed to another receiver",
                                    code="wrong_receiver")
     body_digest = sha256(body)
-    if not verify(header.caller, header.canonical(body_digest), signature):
+    canonical = header.canonical(body_digest)
+    if not verify(header.caller, canonical, signature):
         raise UnauthenticatedError("signature does not match the request", code="bad_signature")
-    return SignedRequest(header, body_digest, signature)
+    return SignedRequest(header, body_digest, signature, sha256(canonical))
 
 
 def check_deadline(header: RequestHeader, now_ms: int, max_deadline_ms: int) -> None:
