@@ -116,7 +116,8 @@ async def test_commit_reveal_weights_are_revealed_on_time(
     me = await net.ledger.neuron(1, named_key("v1-hot").address)
     assert me.weights, "revealed weights are stored on the ledger"
     saved = load_state(tmp_path / "validator.state")
-    assert saved is not None and saved.step == 12
+    assert saved is not None
+    assert saved.step == 12
 
 
 async def test_state_survives_a_new_validator_object(tmp_path: Path,

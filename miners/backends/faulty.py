@@ -74,7 +74,9 @@ class HangingBackend:
     async def generate(self, request: GenerateRequest,
                        cancelled: threading.Event) -> GenerateResponse:
         """Wait until cancelled (the server's deadline), then give up."""
-        while not cancelled.is_set():
+        # The server's cancel signal is a threading.Event (shared with worker threads), which
+        # asyncio cannot await: poll it.
+        while not cancelled.is_set():  # noqa: ASYNC110
             await asyncio.sleep(_POLL_S)
         return GenerateResponse(text="", prompt_tokens=len(_prompt_of(request)),
                                 completion_tokens=0, finish_reason="cancelled", model=HANG)

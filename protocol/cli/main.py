@@ -19,6 +19,8 @@ from protocol.errors import EnsembleError
 COMMAND_MODULES: tuple[str, ...] = (
     "protocol.cli.wallet",
     "miners.cli",
+    "protocol.cli.chain",
+    "protocol.cli.ledger_cmds",
 )
 
 EXIT_USAGE = 2
