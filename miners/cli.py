@@ -32,10 +32,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_key_options(echo)
     echo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    echo.add_argument("--port", type=int, default=8091, help="TCP port, 0 = any free (default 8091)")
+    echo.add_argument("--port", type=int, default=8091,
+                      help="TCP port, 0 = any free (default 8091)")
     echo.add_argument("--netuid", type=int, default=1, help="subnet served (default 1)")
     echo.set_defaults(handler=_run_echo)
+    run = group.add_parser("run", help="serve a model on a subnet (registered hotkey)",
+                           description="Serve a model behind the signed protocol on a subnet: "
+                           "checks registration, publishes the endpoint, follows the metagraph.",
+                           epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_key_options(run)
+    run.add_argument("--chain", default=None,
+                     help="ledger: chain file PATH or node URL (default $ENSEMBLE_CHAIN)")
+    run.add_argument("--netuid", type=int, required=True, help="subnet to serve")
+    run.add_argument("--model", required=True,
+                     help="'echo-math', 'garbage', 'hang', or a local Hugging Face model directory")
+    run.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8091, help="TCP port, 0 = any (default 8091)")
+    run.add_argument("--external-host", default=None,
+                     help="host published on the ledger (default: --host)")
+    run.add_argument("--register", action="store_true",
+                     help="register the hotkey if needed, paying the burn from the coldkey")
+    run.add_argument("--min-stake", type=float, default=0.0,
+                     help="stake (units) a non-validator caller needs (default 0)")
+    run.add_argument("--device", default="cpu", help="torch device for model directories")
+    run.add_argument("--max-batch", type=int, default=8,
+                     help="largest dynamic batch; also the concurrency limit (default 8)")
+    run.add_argument("--capabilities", default="",
+                     help="comma-separated task tags the model claims (e.g. math)")
+    run.set_defaults(handler=_run_model)
     miner.set_defaults(handler=lambda _args: miner.print_help() or 2)
+
+
+_EPILOG_RUN = """examples:
+  ensemble miner run --wallet alice --hotkey default --chain http://127.0.0.1:9944 \\
+      --netuid 1 --model models/tiny-add-q99 --capabilities math --port 8091
+  ensemble miner run --wallet alice --chain ./chain.db --netuid 1 --model echo-math --register
+
+Any local Hugging Face causal-LM directory works as --model (loaded offline). Stops on
+SIGINT/SIGTERM, cancelling in-flight work; the endpoint stays published.
+"""
 
 
 def add_key_options(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +119,7 @@ async def serve_until_signal(server: object) -> int:
     """Start ``server``, print the ready line, and serve until SIGINT or SIGTERM."""
     from miners.server import MinerServer  # noqa: PLC0415
 
-    assert isinstance(server, MinerServer)  # noqa: S101 - internal helper contract
+    assert isinstance(server, MinerServer)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -93,4 +128,51 @@ async def serve_until_signal(server: object) -> int:
         print(f"listening on {server.url} as {server.address}", flush=True)
         await stop.wait()
         print("stopping: cancelling in-flight work", file=sys.stderr, flush=True)
+    return 0
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    from miners.backends.registry import BackendOptions, load_backend  # noqa: PLC0415
+    from miners.service import MinerConfig  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    chain = args.chain or os.environ.get("ENSEMBLE_CHAIN")
+    if not chain:
+        raise ConfigError("no chain given: pass --chain PATH or --chain http://HOST:PORT "
+                          "(or set ENSEMBLE_CHAIN)")
+    hotkey = load_hotkey(args)
+    coldkey = _coldkey_if_registering(args)
+    caps = tuple(c for c in args.capabilities.split(",") if c)
+    backend = load_backend(args.model, BackendOptions(device=args.device, max_batch=args.max_batch,
+                                                      capabilities=caps))
+    config = MinerConfig(netuid=args.netuid, host=args.host, port=args.port,
+                         external_host=args.external_host, min_stake=args.min_stake,
+                         max_concurrent=args.max_batch, register=args.register)
+    how = (f"ensemble register --chain {chain} --netuid {args.netuid} "
+           f"--wallet {args.wallet or 'WALLET'} --hotkey {args.hotkey}")
+    return asyncio.run(_serve_model(chain, hotkey, coldkey, backend, config, how))
+
+
+def _coldkey_if_registering(args: argparse.Namespace) -> Keypair | None:
+    if not args.register:
+        return None
+    if not args.wallet:
+        raise ConfigError("--register pays the burn from a wallet's coldkey: pass --wallet NAME")
+    from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415
+
+    root = args.wallet_path or default_wallet_root(os.environ)
+    return Wallet(root, args.wallet).coldkey(os.environ.get("ENSEMBLE_PASSWORD"))
+
+
+async def _serve_model(chain: str, hotkey: Keypair, coldkey: Keypair | None, backend: object,
+                       config: object, how: str) -> int:
+    from miners.service import run_miner  # noqa: PLC0415
+    from protocol.ledger.connect import open_ledger  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_ledger(chain) as ledger:
+        await run_miner(hotkey, coldkey, ledger, backend, config, stop, how=how)  # type: ignore[arg-type]
     return 0

@@ -223,7 +223,7 @@ class MinerServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+        server = site._server
         sockets = getattr(server, "sockets", None) or []
         self._port = sockets[0].getsockname()[1] if sockets else self.config.port
 
@@ -341,7 +341,8 @@ class MinerServer:
 
     async def _serve_unary(self, ex: _Exchange, ctx: CallContext,
                            message: Message) -> web.Response:
-        assert ex.route is not None and ex.signed is not None  # noqa: S101 - set by the pipeline
+        assert ex.route is not None
+        assert ex.signed is not None
         await self._admit(ex, ctx)
         try:
             result = await self._run_handler(ex.route, ctx, message)
@@ -376,7 +377,8 @@ class MinerServer:
 
     async def _serve_stream(self, request: web.Request, ex: _Exchange, ctx: CallContext,
                             message: Message) -> web.StreamResponse:
-        assert ex.route is not None and ex.signed is not None  # noqa: S101 - set by the pipeline
+        assert ex.route is not None
+        assert ex.signed is not None
         await self._admit(ex, ctx)
         try:
             return await self._stream_frames(request, ex.route, ex.signed, ctx, message)

@@ -280,14 +280,14 @@ class StreamCall(Generic[R]):
     async def _run(self) -> AsyncIterator[R]:
         client, t = self._client, self._timeouts
         body = self._message.encode()
-        headers, digest = client._sign(self._target, self._route, body, t.total)  # noqa: SLF001
-        session = client._require_session()  # noqa: SLF001
+        headers, digest = client._sign(self._target, self._route, body, t.total)
+        session = client._require_session()
         deadline = asyncio.get_running_loop().time() + t.total
-        resp = await client._post(session, self._target, self._route, body, headers, t)  # noqa: SLF001
+        resp = await client._post(session, self._target, self._route, body, headers, t)
         async with resp:
             if resp.status != 200:
-                data = await client._read_capped(resp)  # noqa: SLF001
-                receipt = client._receipt_or_none(resp, data, digest, self._target)  # noqa: SLF001
+                data = await client._read_capped(resp)
+                receipt = client._receipt_or_none(resp, data, digest, self._target)
                 raise _remote_error(resp.status, data, signed=receipt is not None)
             reader = stream.StreamReader(digest, self._target.public_key)
             async for frame in self._frames(resp, reader, deadline):
@@ -361,5 +361,5 @@ def result_summary(result: QueryResult[Any]) -> str:
     """One-line human description of a result (for logs and the demo)."""
     if result.ok:
         return f"ok {result.latency_s * 1000:.1f} ms, receipt by {result.target.address[:12]}…"
-    assert result.error is not None  # noqa: S101 - ok is False exactly when error is set
+    assert result.error is not None
     return f"{result.error.kind}: {result.error}"

@@ -95,7 +95,7 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:
         raise MalformedError(f"invalid msgpack: {text}") from None
     except (TypeError, UnicodeDecodeError, msgpack.FormatError) as exc:
         raise MalformedError(f"invalid msgpack: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - msgpack's C decoder may raise other builtins
+    except Exception as exc:
         raise MalformedError(f"invalid msgpack: {type(exc).__name__}") from None
     _check_shape(value, limits.max_depth)
     return value

@@ -127,7 +127,7 @@ def sign_request(keypair: Keypair, header: RequestHeader, body: bytes) -> dict[s
 
 def sign_request_with_digest(keypair: Keypair, header: RequestHeader,
                              body: bytes) -> tuple[dict[str, str], bytes]:
-    """Like :func:`sign_request`, also returning the request digest (canonical bytes hashed once)."""
+    """Like :func:`sign_request`, also returning the request digest (hashed once)."""
     if header.caller != keypair.public_key.raw:
         raise ValueError("header.caller must be the signing key's public key")
     check_route(header.route)

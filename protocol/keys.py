@@ -85,7 +85,8 @@ def _decode_cached(address: str) -> bytes:
     try:
         raw = base64.b32decode(body)
     except ValueError:
-        raise AddressError(f"address {address!r} has characters outside base32 (a-z, 2-7)") from None
+        raise AddressError(
+            f"address {address!r} has characters outside base32 (a-z, 2-7)") from None
     key, check = raw[:PUBLIC_KEY_SIZE], raw[PUBLIC_KEY_SIZE:]
     if not hmac.compare_digest(check, _checksum(key)) or encode_address(key) != text:
         # The second test rejects non-canonical spellings (the last base32 symbol has two spare

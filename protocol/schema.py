@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ M = TypeVar("M", bound="Message")
 _Check = Callable[[Any, str], Any]
 
 
-def bounds(*, min: float | None = None, max: float | None = None,  # noqa: A002 - reads well at call sites
+def bounds(*, min: float | None = None, max: float | None = None,
            min_len: int | None = None, max_len: int | None = None) -> dict[str, Any]:
     """Return dataclass field metadata declaring value or length bounds for a field."""
     return {"min": min, "max": max, "min_len": min_len, "max_len": max_len}
@@ -118,8 +119,9 @@ def _join(path: str, name: str) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "map", list: "array", str: "string", bytes: "binary", bool: "boolean",
-            int: "integer", float: "float", type(None): "nil"}.get(type(value), type(value).__name__)
+    names = {dict: "map", list: "array", str: "string", bytes: "binary", bool: "boolean",
+             int: "integer", float: "float", type(None): "nil"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _checker(tp: Any, meta: Mapping[str, Any]) -> _Check:
@@ -135,7 +137,7 @@ def _checker(tp: Any, meta: Mapping[str, Any]) -> _Check:
     if origin is dict:
         return _dict_checker(_checker(args[1], {}), meta)
     if isinstance(tp, type) and issubclass(tp, Message):
-        return lambda value, path: _compiled(tp)(value, path)
+        return _compiled(tp)
     if tp in (str, bytes, int, float, bool):
         return _scalar_checker(tp, meta)
     raise TypeError(f"unsupported message field type {tp!r}")
@@ -203,7 +205,7 @@ def _check_len(n: int, meta: Mapping[str, Any], path: str) -> None:
 
 def _check_range(x: float, meta: Mapping[str, Any], path: str) -> None:
     lo, hi = meta.get("min"), meta.get("max")
-    if x != x:  # NaN compares false with everything: reject it explicitly
+    if math.isnan(x):  # NaN compares false with every bound: reject it explicitly
         raise MalformedError(f"{path}: NaN is not allowed")
     if lo is not None and x < lo:
         raise MalformedError(f"{path}: {x} is below the minimum {lo}")
