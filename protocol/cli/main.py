@@ -19,6 +19,7 @@ from protocol.errors import EnsembleError
 COMMAND_MODULES: tuple[str, ...] = (
     "protocol.cli.wallet",
     "miners.cli",
+    "validators.cli",
     "protocol.cli.chain",
     "protocol.cli.ledger_cmds",
 )
