@@ -1,0 +1,225 @@
+"""``ensemble chain``: run a chain node (``serve``) and check a chain file (``verify``).
+
+This layer, and only this layer, reads the environment (``ENSEMBLE_PASSWORD`` for an encrypted
+node hotkey, ``ENSEMBLE_WALLET_PATH`` through :func:`default_wallet_root`) and installs signal
+handlers. Everything else is :mod:`protocol.ledger.node` and :func:`protocol.ledger.verify`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from protocol.errors import ConfigError
+from protocol.keys import SEED_SIZE, Keypair
+from protocol.ledger.errors import CorruptChainError
+
+if TYPE_CHECKING:
+    from protocol.ledger.node import ChainNode
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+PASSWORD_ENV = "ENSEMBLE_PASSWORD"  # noqa: S105 - the variable's name, not a password
+
+_GROUP_EPILOG = """\
+examples:
+  ensemble chain serve --db ./dev.db --dev                   dev chain, 1 s blocks, port 8700
+  ensemble chain serve --db ./dev.db --dev --block-time 0.2 --port 0
+  ensemble chain serve --db /srv/chain.db --wallet node --hotkey authority --host 0.0.0.0
+  ensemble chain verify --db ./dev.db
+
+Clients then use --chain http://127.0.0.1:8700 (or set $ENSEMBLE_CHAIN).
+"""
+
+_SERVE_EPILOG = """\
+examples:
+  ensemble chain serve --db ./dev.db --dev
+  ensemble chain serve --db ./dev.db --dev --block-time 0.2 --port 0
+  ensemble chain serve --db /srv/chain.db --node-key-seed 00112233...   (64 hex digits)
+  ensemble chain serve --db /srv/chain.db --wallet node --hotkey authority
+
+Prints one line 'chain node listening on URL (height H, chain id X)' when ready, and stops on
+SIGINT or SIGTERM after committing the block in production. Only one process may own a chain
+file (it is locked through PATH.lock): other programs connect with --chain URL.
+
+Without --dev the file must already exist (a production chain starts from its genesis). A dev
+chain without a key option uses the well-known dev authority key, so restarts keep producing
+blocks; never fund that key on a real network.
+"""
+
+_VERIFY_EPILOG = """\
+examples:
+  ensemble chain verify --db ./dev.db
+
+Replays the whole block log from genesis read-only, checking every hash link, signature,
+transaction and state digest and every stored snapshot. Exit 0 when the chain checks out,
+1 naming the first bad block otherwise. Safe while a node serves the file.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``chain`` command group to the ``ensemble`` parser."""
+    group = subparsers.add_parser(
+        "chain", help="run a chain node or verify a chain file",
+        description="The ledger ('chain'): serve it over HTTP, or check a chain file.",
+        epilog=_GROUP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    group.set_defaults(handler=partial(_print_help, group))
+    sub = group.add_subparsers(dest="chain_command", metavar="SUBCOMMAND")
+
+    serve = sub.add_parser("serve", help="run a chain node (HTTP API, block production)",
+                           description="Run a chain node over a SQLite chain file.",
+                           epilog=_SERVE_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--db", type=Path, required=True, metavar="PATH",
+                       help="the chain file (SQLite); created with --dev if missing")
+    serve.add_argument("--dev", action="store_true",
+                       help="create a dev chain (faucet enabled) if PATH does not exist")
+    serve.add_argument("--block-time", type=_seconds, default=None, metavar="S",
+                       help="seconds between blocks (default 12, or 1 with a dev chain)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=_port, default=8700,
+                       help="TCP port, 0 = any free port (default 8700)")
+    keys = serve.add_argument_group("block key (the chain's authority; optional on dev chains)")
+    keys.add_argument("--node-key-seed", type=_seed_hex, metavar="HEX",
+                      help="the 32-byte seed of the block key, as 64 hex digits")
+    keys.add_argument("--wallet", help="take the block key from this wallet's hotkey")
+    keys.add_argument("--hotkey", default="default",
+                      help="hotkey name within --wallet (default 'default')")
+    keys.add_argument("--wallet-path", type=Path, metavar="PATH",
+                      help="wallet root (default $ENSEMBLE_WALLET_PATH or ~/.ensemble/wallets)")
+    serve.set_defaults(handler=_cmd_serve)
+
+    verify = sub.add_parser("verify", help="replay and check a chain file",
+                            description="Replay a chain file from genesis and check it.",
+                            epilog=_VERIFY_EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    verify.add_argument("--db", type=Path, required=True, metavar="PATH", help="the chain file")
+    verify.set_defaults(handler=_cmd_verify)
+
+
+# --- argument types ---------------------------------------------------------------------------
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {text!r}")
+    return int(text)
+
+
+def _seed_hex(text: str) -> bytes:
+    try:
+        seed = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not hexadecimal") from None
+    if len(seed) != SEED_SIZE:
+        raise argparse.ArgumentTypeError(f"a seed is {2 * SEED_SIZE} hex digits")
+    return seed
+
+
+def _print_help(parser: argparse.ArgumentParser, _args: argparse.Namespace) -> int:
+    parser.print_help()
+    return EXIT_USAGE
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _node_key(args: argparse.Namespace) -> Keypair | None:
+    """The block key from --node-key-seed or --wallet/--hotkey; ``None`` when neither."""
+    if args.node_key_seed is not None and args.wallet:
+        raise ConfigError("choose the block key with --node-key-seed or --wallet, not both")
+    if args.node_key_seed is not None:
+        return Keypair(args.node_key_seed)
+    if not args.wallet:
+        return None
+    from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415 - CLI-only import
+
+    wallet = Wallet(args.wallet_path or default_wallet_root(os.environ), args.wallet)
+    password = None
+    if wallet.hotkey_encrypted(args.hotkey):
+        password = os.environ.get(PASSWORD_ENV)
+        if not password:
+            import getpass  # noqa: PLC0415
+
+            try:
+                password = getpass.getpass(f"Password for hotkey '{args.hotkey}': ")
+            except EOFError:
+                raise ConfigError(f"no password given; set ${PASSWORD_ENV}") from None
+    return wallet.hotkey(args.hotkey, password)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from protocol.ledger.node import ChainNode, NodeConfig  # noqa: PLC0415 - light start-up
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = NodeConfig(host=args.host, port=args.port, dev=args.dev,
+                        block_time=args.block_time)
+    node = ChainNode(args.db, config, node_key=_node_key(args))
+    return asyncio.run(_serve_until_signal(node))
+
+
+async def _serve_until_signal(node: ChainNode) -> int:
+    """Start the node, print the ready line, serve until SIGINT/SIGTERM or a failed block."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with node:
+        head = node.head
+        print(f"chain node listening on {node.url} "
+              f"(height {head.height}, chain id {head.chain_id.hex()})", flush=True)
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(node.failed.wait())
+        await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
+        print("chain node stopping: finishing the current block", file=sys.stderr, flush=True)
+    height = node.head.height
+    if node.failed.is_set():
+        print(f"error: block production failed at height {height}; restart the node to "
+              "recover from the last committed block (see the log above)", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"chain node stopped at height {height}", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from protocol.ledger.verify import verify  # noqa: PLC0415
+
+    if not Path(args.db).is_file():
+        raise ConfigError(f"no chain file at {args.db}")
+    try:
+        report = verify(args.db)
+    except CorruptChainError as exc:
+        print(f"chain file {args.db} is CORRUPT at block {exc.height}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"chain file {args.db} verified: {report.blocks} blocks, {report.transactions} "
+          f"transactions, {report.snapshots_checked} snapshots checked")
+    print(f"  height        {report.height}")
+    print(f"  chain id      {report.chain_id.hex()}")
+    print(f"  tip hash      {report.tip_hash.hex()}")
+    print(f"  state digest  {report.state_digest.hex()}")
+    return EXIT_OK
