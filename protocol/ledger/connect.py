@@ -34,7 +34,7 @@ from protocol.clock import Clock, SystemClock
 from protocol.errors import ConfigError
 from protocol.keys import Keypair
 from protocol.ledger.chain import BlockResult, Chain, ChainConfig
-from protocol.ledger.errors import StoreError
+from protocol.ledger.errors import ChainInUseError, StoreError
 from protocol.ledger.interface import EmbeddedLedger, Ledger
 from protocol.ledger.replay import load_genesis
 from protocol.ledger.store import BlockStore
@@ -64,10 +64,6 @@ DEV_BLOCK_TIME = 1.0
 #: chain file keeps producing blocks across restarts without a key option. Never fund it on a
 #: real network: everyone knows its seed.
 _DEV_AUTHORITY_LABEL = b"ensemblenet/dev-authority/v1"
-
-
-class ChainInUseError(StoreError):
-    """Another process owns the chain file (holds ``PATH.lock``)."""
 
 
 def dev_authority_key() -> Keypair:

@@ -5,11 +5,13 @@
     ├── DecodeError           bytes that do not decode to a ledger value (tx, block, state)
     ├── HyperparamError       a subnet hyperparameter is out of its bounds or of the wrong type
     ├── StoreError            the block store cannot be opened, read or written
-    │   └── SchemaVersionError  the database was written by a newer (or unknown) schema
+    │   ├── SchemaVersionError  the database was written by a newer (or unknown) schema
+    │   └── ChainInUseError     another process owns the chain file (holds ``PATH.lock``)
     ├── ChainClosedError      the engine was closed, or stopped after a failed commit
     ├── NoSuchItemError       a queried subnet or neuron does not exist
     ├── WaitTimeout           a wait for a block or a transaction outcome timed out
-    └── CorruptChainError     ``verify`` (or a reopen) found a bad block; ``height`` names it
+    ├── CorruptChainError     ``verify`` (or a reopen) found a bad block; ``height`` names it
+    └── NodeError             a chain node was unreachable or answered outside its API
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from protocol.errors import LedgerError
 
 __all__ = [
     "ChainClosedError",
+    "ChainInUseError",
     "CorruptChainError",
     "DecodeError",
     "HyperparamError",
     "LedgerError",
     "NoSuchItemError",
+    "NodeError",
     "Reason",
     "SchemaVersionError",
     "StoreError",
@@ -130,3 +134,25 @@ class CorruptChainError(LedgerError):
     def __init__(self, height: int, message: str) -> None:
         super().__init__(f"block {height}: {message}")
         self.height = height
+
+
+class ChainInUseError(StoreError):
+    """Another process owns the chain file (holds ``PATH.lock``)."""
+
+
+class NodeError(LedgerError):
+    """The chain node could not be reached, or answered outside the documented API.
+
+    Attributes:
+        status: the HTTP status, or ``None`` when no answer came.
+        code: the error body's code (``unreachable``, ``timeout`` or ``http_<status>`` when
+            there was no readable error body).
+        retry_after: seconds the node asked the client to wait, if it did.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str = "unreachable",
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after

@@ -46,6 +46,7 @@ from protocol.ledger.chain import TxReceipt
 from protocol.ledger.errors import (
     ChainClosedError,
     LedgerError,
+    NodeError,
     NoSuchItemError,
     Reason,
     TxRejected,
@@ -58,29 +59,11 @@ from protocol.ledger.tx import Tx
 from protocol.ledger.views import AccountInfo, NeuronInfo, SubnetInfo
 from protocol.ledger.wire import U16_MAX
 
-__all__ = ["MSGPACK", "NodeError", "RemoteConfig", "RemoteLedger"]
+__all__ = ["MSGPACK", "NodeError", "RemoteConfig", "RemoteLedger"]  # NodeError re-exported
 
 MSGPACK = "application/msgpack"
 T = TypeVar("T")
 _REASONS = frozenset(r.value for r in Reason)
-
-
-class NodeError(LedgerError):
-    """The chain node could not be reached, or answered outside the documented API.
-
-    Attributes:
-        status: the HTTP status, or ``None`` when no answer came.
-        code: the error body's code (``unreachable``, ``timeout`` or ``http_<status>`` when
-            there was no readable error body).
-        retry_after: seconds the node asked the client to wait, if it did.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None, code: str = "unreachable",
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
