@@ -16,6 +16,7 @@ help:
 	@echo "make demo    - run the local demo network end to end"
 	@echo "make bench   - run the benchmarks (prints ratios against in-process baselines)"
 	@echo "make lint    - ruff and mypy"
+	@echo "make models  - retrain the tiny graded addition models into models/ (~3 min)"
 	@echo "make clean   - remove .venv and caches"
 
 $(VENV)/bin/activate:

@@ -1,0 +1,1 @@
+"""Tiny reference models the project trains itself: the task definitions and the training script."""
