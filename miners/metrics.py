@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Latency buckets from 1 ms (a cached echo) to 60 s (a long generation).
@@ -25,6 +27,26 @@ class MinerMetrics:
                                  registry=self.registry)
         self.in_flight = Gauge("ensemble_miner_in_flight", "Requests holding a slot",
                                registry=self.registry)
+
+        # labels() costs a lock and a dict build per call; the label sets are few, so the
+        # children are cached here (the hot path calls these on every request).
+        self._request_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def count(self, route: str, status: int | str) -> None:
+        """Count one answered request."""
+        key = (route, str(status))
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(*key)
+        child.inc()
+
+    def observe(self, route: str, seconds: float) -> None:
+        """Record one request's latency."""
+        child = self._latency_children.get(route)
+        if child is None:
+            child = self._latency_children[route] = self.latency.labels(route)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         """Return the Prometheus text exposition of every metric."""

@@ -273,7 +273,7 @@ class MinerServer:
             return self._error_response(exc, ex)
         finally:
             name = ex.route.name if ex.route else "unknown"
-            self.metrics.latency.labels(name).observe(self._clock.monotonic() - ex.arrived)
+            self.metrics.observe(name, self._clock.monotonic() - ex.arrived)
 
     async def _pipeline(self, request: web.Request, ex: _Exchange) -> web.StreamResponse:
         ex.route = self._lookup(request.match_info["route"])
@@ -352,7 +352,7 @@ class MinerServer:
             log.error("handler %s returned %s", ex.route.name, type(result).__name__)
             raise HandlerError("handler returned the wrong message type")
         body = result.encode()
-        self.metrics.requests.labels(ex.route.name, "200").inc()
+        self.metrics.count(ex.route.name, "200")
         return self._signed_response(200, body, envelope.MSGPACK_TYPE, ex.signed)
 
     async def _run_handler(self, route: Route, ctx: CallContext, message: Message) -> Message:
@@ -410,7 +410,7 @@ class MinerServer:
         trailer, _ = signer.trailer(status, self._clock.now_ms())
         await response.write(trailer)
         await response.write_eof()
-        self.metrics.requests.labels(route.name, str(status)).inc()
+        self.metrics.count(route.name, status)
         return response
 
     async def _stream_error(self, response: web.StreamResponse, signer: stream.StreamSigner,
@@ -432,7 +432,7 @@ class MinerServer:
 
     def _error_response(self, error: WireError, ex: _Exchange | None) -> web.Response:
         name = ex.route.name if ex is not None and ex.route is not None else "unknown"
-        self.metrics.requests.labels(name, str(error.status)).inc()
+        self.metrics.count(name, error.status)
         response = self._signed_response(error.status, ErrorBody.from_error(error).encode(),
                                          envelope.MSGPACK_TYPE,
                                          ex.signed if ex is not None else None)
