@@ -13,7 +13,7 @@ once, at the boundary where they occur, into one of these.
     │       ├── KeyfileCorruptError      truncated or tampered file (structure or integrity broken)
     │       ├── KeyfilePermissionError   file readable by others, or cannot be written
     │       └── KeyfileExistsError       refusing to overwrite a key
-    ├── WireError                        a request or response broke the wire protocol (has an HTTP status)
+    ├── WireError                        a request or answer broke the wire protocol (HTTP status)
     │   ├── MalformedError        400    bad headers, body, field types
     │   ├── UnauthenticatedError  401    missing, empty or wrong signature; wrong receiver
     │   │   └── ReplayError       401    stale or future timestamp, duplicate nonce

@@ -19,7 +19,6 @@ Supported field types: ``str``, ``bytes``, ``int``, ``float`` (accepts ints), ``
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import types
 import typing
@@ -83,9 +82,19 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-@functools.cache
+_VALIDATORS: dict[type[Message], _Check] = {}
+
+
 def _compiled(cls: type[Message]) -> _Check:
-    """Build (once per class) the validator turning a plain map into ``cls``."""
+    """Return (building once per class) the validator turning a plain map into ``cls``."""
+    check = _VALIDATORS.get(cls)
+    if check is None:
+        check = _VALIDATORS[cls] = _build(cls)
+    return check
+
+
+def _build(cls: type[Message]) -> _Check:
+    """Build the validator of ``cls`` from its dataclass fields and type hints."""
     hints = typing.get_type_hints(cls)
     fields = [(f, _checker(hints[f.name], f.metadata)) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     names = {f.name for f, _ in fields}
