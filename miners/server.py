@@ -397,6 +397,12 @@ class MinerServer:
             async with asyncio.timeout(self._remaining(ctx)):
                 async for chunk in route.handler(ctx, message):
                     await response.write(signer.frame(stream.DATA, chunk.encode()))
+        except ConnectionResetError:  # aiohttp raises its ClientConnectionResetError subclass
+            # The caller left (a router cancelling a hedge loser, for instance): stop the work
+            # quietly; there is nobody to send a trailer to.
+            ctx.cancelled.set()
+            self.metrics.rejections.labels("caller_left").inc()
+            return response
         except TimeoutError:
             ctx.cancelled.set()
             status = await self._stream_error(response, signer, DeadlineExceededError(

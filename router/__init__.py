@@ -1,4 +1,8 @@
-"""The router's decision core: which miners get a prompt, in what order, and what to answer.
+"""The router: send each prompt across the best-ranked miners (``from router import Router``).
+
+``router.Router`` (router/router.py) is the network layer applications use; ``router/gateway.py``
+serves it as an OpenAI-compatible HTTP API. Below them sits the decision core, which decides
+which miners get a prompt, in what order, and what to answer.
 
 Sans-IO: every module here is pure computation or a small state machine over an injected
 clock and seeded ``numpy.random.Generator``; the network layer (queries, streams, timers)
@@ -37,6 +41,7 @@ from router.deadlines import (
 from router.errors import NoCandidatesError, RouterError, RouterInputError
 from router.health import HealthConfig, HealthTracker, MinerHealth
 from router.hedging import HedgeConfig, hedge_delay
+from router.router import Router
 from router.strategies import Plan, Planner, Strategy, StrategyConfig, score, standing
 from router.vote import Ballot, VoteResult, VoteTally, non_empty, normalise
 
@@ -62,6 +67,7 @@ __all__ = [
     "RequestDeadlines",
     "Requirements",
     "RetryBudget",
+    "Router",
     "RouterError",
     "RouterInputError",
     "State",

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "protocol.cli.wallet",
     "miners.cli",
     "validators.cli",
+    "router.cli",
     "protocol.cli.chain",
     "protocol.cli.ledger_cmds",
 )

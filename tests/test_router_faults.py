@@ -1,0 +1,279 @@
+"""Fault injection: real misbehaving miners on 127.0.0.1, and what the router makes of them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from miners.backends.faulty import GarbageBackend, HangingBackend
+from router.breaker import BreakerConfig, State
+from router.budget import BudgetConfig
+from router.config import AuditConfig, RouterConfig
+from router.deadlines import DeadlineConfig
+from router.errors import (
+    NoCandidatesError,
+    RouterError,
+    StreamInterruptedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from router.hedging import HedgeConfig
+from router.router import Router
+from tests.fault_backends import (
+    ROUTER_KEY,
+    ContinuingMathBackend,
+    ErrorBackend,
+    Fleet,
+    SlowFirstTokenBackend,
+    SlowTokensBackend,
+    cut_after_first_token,
+    never_answer,
+    reset_connection,
+    stall_after_first_token,
+    start_fleet,
+)
+
+#: How far past its value a deadline may fire (the issue's bound).
+DEADLINE_SLACK_S = 0.05
+POLL_LIMIT_S = 5.0
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    """Closes every server, router and ledger the test opened."""
+    async with AsyncExitStack() as s:
+        yield s
+
+
+async def open_router(stack: AsyncExitStack, fleet: Fleet, **config: object) -> Router:
+    """A started, seeded router over ``fleet``."""
+    cfg = RouterConfig(seed=11, **config)  # type: ignore[arg-type]
+    return await stack.enter_async_context(Router(ledger=fleet.ledger, keypair=ROUTER_KEY,
+                                                  config=cfg))
+
+
+async def poll(condition: object, what: str) -> None:
+    """Bounded polling of a state the router reaches on its own clock."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + POLL_LIMIT_S
+    while not condition():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError(f"not reached within {POLL_LIMIT_S} s: {what}")
+        await asyncio.sleep(0.005)
+
+
+FAULTY = {
+    "err": ErrorBackend(),              # signed HTTP 500 before the first token
+    "hang": HangingBackend(),           # 200 headers, then nothing
+    "silent": never_answer,             # accepts the connection, never sends a byte
+    "reset": reset_connection,          # drops the connection
+    "cut": cut_after_first_token,       # one valid signed frame, then the connection drops
+    "stall": stall_after_first_token,   # one valid frame, then silence on an open connection
+    "garbage": GarbageBackend(),        # fast, confident and wrong
+}
+REQUESTS = 2000
+CONCURRENCY = 50
+
+
+async def test_fleet_with_30_percent_faulty_miners(tmp_path: Path, stack: AsyncExitStack) -> None:
+    """With 7 of 23 miners faulty in every way, >= 99.9 % of 2,000 requests get an answer,
+    wrong answers stay under 1 %, every broken miner is ejected or demoted, nothing hangs."""
+    healthy: dict[str, object] = {f"ok{i}": ContinuingMathBackend() for i in range(14)}
+    healthy["slowstart"] = SlowFirstTokenBackend(0.15)
+    healthy["slowtokens"] = SlowTokensBackend(0.01)
+    fleet = await start_fleet(tmp_path, stack, {**FAULTY, **healthy})  # type: ignore[arg-type]
+    deadlines = DeadlineConfig(ttft_s=0.5, min_ttft_s=0.3, inter_token_s=0.3, total_s=5.0)
+    router = await open_router(stack, fleet, deadlines=deadlines)
+    outcomes: Counter[str] = Counter()
+    wrong = 0
+    primaries: Counter[str] = Counter()
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(REQUESTS):
+        queue.put_nowait(i)
+
+    async def worker() -> None:
+        nonlocal wrong
+        while not queue.empty():
+            i = queue.get_nowait()
+            a, b = i % 97, (i * 7) % 89
+            try:
+                answer = await router.complete(f"{a}+{b}=", max_tokens=8)
+            except RouterError as exc:
+                outcomes[exc.code] += 1
+                continue
+            outcomes["ok"] += 1
+            wrong += answer.text != str(a + b)
+            if i >= REQUESTS // 2:
+                primaries[fleet.name_of(answer.provenance.primary[1])] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - started
+    await router.audits_idle()
+    assert outcomes["ok"] >= REQUESTS * 0.999, (outcomes, elapsed)
+    assert wrong < REQUESTS * 0.01, wrong
+    assert elapsed < 40, elapsed
+    # Every miner that broke is ejected now or demoted (no share of the second half's traffic
+    # beyond the odd half-open probe).
+    for name in FAULTY:
+        assert primaries[name] <= 5, (name, primaries)
+    print(f"\n{REQUESTS} requests in {elapsed:.1f} s: {dict(outcomes)}, wrong {wrong}, "
+          f"budget extras {router.budget.extras}")
+
+
+async def test_failing_miner_is_ejected_after_three_consecutive_failures(
+        tmp_path: Path, stack: AsyncExitStack) -> None:
+    """Three failures in a row eject a miner; after the ejection one half-open probe goes
+    through, and its failure ejects it again for twice as long."""
+    bad = ErrorBackend(model="bad-model")
+    fleet = await start_fleet(tmp_path, stack, {"bad": bad, "ok": ContinuingMathBackend()})
+    router = await open_router(stack, fleet, breaker=BreakerConfig(base_ejection_s=0.2))
+    hotkey = fleet.hotkey("bad")
+    for expected in (State.CLOSED, State.CLOSED, State.OPEN):
+        with pytest.raises(UpstreamError):
+            await router.complete("1+1=", model="bad-model")
+        assert router.breaker.state(hotkey) is expected
+    assert bad.calls == 3
+    with pytest.raises(NoCandidatesError, match="ejected") as ejected:
+        await router.complete("1+1=", model="bad-model")
+    assert ejected.value.retry_after is not None
+    assert 0 < ejected.value.retry_after <= 0.2
+    assert bad.calls == 3  # the ejected miner got nothing
+    await poll(lambda: router.breaker.state(hotkey) is State.HALF_OPEN, "ejection over")
+    with pytest.raises(UpstreamError):
+        await router.complete("1+1=", model="bad-model")  # the probe
+    assert bad.calls == 4
+    assert router.breaker.state(hotkey) is State.OPEN
+    assert 0.2 < router.breaker.ejection_remaining(hotkey) <= 0.4
+
+
+async def test_first_token_deadline_fires_on_time_against_a_silent_upstream(
+        tmp_path: Path, stack: AsyncExitStack) -> None:
+    """A miner that accepts the connection and never sends a byte fails at the TTFT deadline
+    (within 50 ms), not at some generous total."""
+    fleet = await start_fleet(tmp_path, stack, {"silent": never_answer})
+    deadlines = DeadlineConfig(ttft_s=0.3, min_ttft_s=0.3, total_s=30.0)
+    router = await open_router(stack, fleet, deadlines=deadlines,
+                               hedge=HedgeConfig(enabled=False))
+    started = time.perf_counter()
+    with pytest.raises(UpstreamError, match="failed") as info:
+        await router.complete("1+1=")
+    elapsed = time.perf_counter() - started
+    assert 0.3 <= elapsed < 0.3 + DEADLINE_SLACK_S, elapsed
+    assert "no first token within 0.3 s" in info.value.failures[0]
+    assert info.value.should_retry is False
+
+
+async def test_total_deadline_fires_on_time(tmp_path: Path, stack: AsyncExitStack) -> None:
+    """The caller's timeout ends a request stuck before its first token, on time."""
+    fleet = await start_fleet(tmp_path, stack, {"silent": never_answer})
+    router = await open_router(stack, fleet, hedge=HedgeConfig(enabled=False))
+    started = time.perf_counter()
+    with pytest.raises(UpstreamTimeoutError) as info:
+        await router.complete("1+1=", timeout=0.25)
+    elapsed = time.perf_counter() - started
+    assert 0.25 <= elapsed < 0.25 + DEADLINE_SLACK_S, elapsed
+    assert info.value.status == 504
+
+
+async def test_inter_token_deadline_ends_a_stalled_stream_with_an_error(
+        tmp_path: Path, stack: AsyncExitStack) -> None:
+    """A stream that stalls after its first token, with nobody to resume on, ends with a
+    well-formed StreamInterruptedError at the inter-token deadline: no hang, no truncation."""
+    fleet = await start_fleet(tmp_path, stack, {"stall": stall_after_first_token})
+    deadlines = DeadlineConfig(inter_token_s=0.2, total_s=30.0)
+    router = await open_router(stack, fleet, deadlines=deadlines)
+    stream = router.stream("12+34=", max_tokens=8)
+    pieces: list[str] = []
+    first_at = 0.0
+
+    async def drain() -> None:
+        nonlocal first_at
+        async for piece in stream:
+            pieces.append(piece)
+            first_at = time.perf_counter()
+
+    with pytest.raises(StreamInterruptedError) as info:
+        await drain()
+    gap = time.perf_counter() - first_at
+    assert pieces == ["4"]
+    assert info.value.partial == "4"
+    assert 0.2 <= gap < 0.2 + DEADLINE_SLACK_S, gap
+
+
+@pytest.mark.parametrize("chat", [False, True], ids=["prompt", "chat"])
+async def test_cut_stream_resumes_on_another_miner(tmp_path: Path, stack: AsyncExitStack,
+                                                   chat: bool) -> None:
+    """A stream cut after its first token continues on another miner from the text so far
+    (prompt + partial, or an assistant prefix); the caller sees each piece once."""
+    fleet = await start_fleet(tmp_path, stack, {"cut": cut_after_first_token,
+                                                "ok": ContinuingMathBackend()})
+    router = await open_router(stack, fleet)
+    prompt: object = [{"role": "user", "content": "12+34="}] if chat else "12+34="
+    stream = router.stream(prompt, max_tokens=8)  # type: ignore[arg-type]
+    pieces = [piece async for piece in stream]
+    assert stream.completion is not None
+    prov = stream.completion.provenance
+    assert fleet.name_of(prov.primary[1]) == "cut"  # uid order breaks the cold tie
+    assert pieces == ["4", "6"]
+    assert [(a.role, a.outcome) for a in prov.attempts] == [("primary", "cut"), ("resume", "ok")]
+    assert [(fleet.name_of(a.hotkey), a.text, bool(a.receipt)) for a in prov.answers] == [
+        ("cut", "4", False), ("ok", "6", True)]
+    assert prov.verify() is False  # the cut segment has no receipt, and the answer says so
+
+
+async def test_hedge_wins_over_a_slow_primary_and_the_loser_is_cancelled(
+        tmp_path: Path, stack: AsyncExitStack) -> None:
+    """When the primary sends nothing by the hedge delay, a hedge goes to the next miner; the
+    first to answer wins and the slow one's work is cancelled."""
+    slow = SlowFirstTokenBackend(3.0)
+    fleet = await start_fleet(tmp_path, stack, {"slow": slow, "ok": ContinuingMathBackend()})
+    # No audits: the miner's in-flight count must show the hedge's loser alone.
+    router = await open_router(stack, fleet, audit=AuditConfig(enabled=False),
+                               hedge=HedgeConfig(cold_delay_s=0.05, min_delay_s=0.01))
+    started = time.perf_counter()
+    answer = await router.complete("20+22=")
+    elapsed = time.perf_counter() - started
+    assert answer.text == "42"
+    assert elapsed < 1.0
+    roles = [(fleet.name_of(a.hotkey), a.role, a.outcome) for a in answer.provenance.attempts]
+    assert roles == [("slow", "primary", "lost_hedge"), ("ok", "hedge", "ok")]
+    server = fleet.servers["slow"]
+    async with aiohttp.ClientSession() as http:
+
+        async def in_flight() -> int:
+            async with http.get(server.url + "/health") as resp:
+                return int((await resp.json())["in_flight"])
+
+        for _ in range(500):
+            if await in_flight() == 0:
+                break
+        assert await in_flight() == 0
+
+
+async def test_retry_budget_bounds_extra_attempts_when_everything_fails(
+        tmp_path: Path, stack: AsyncExitStack) -> None:
+    """With every miner failing, extra attempts stay within 10 % of the requests: no retry
+    storm, and errors say failover is exhausted (should_retry False)."""
+    backends = [ErrorBackend() for _ in range(5)]
+    fleet = await start_fleet(tmp_path, stack, {f"e{i}": b for i, b in enumerate(backends)})
+    router = await open_router(
+        stack, fleet, budget=BudgetConfig(ratio=0.1, min_extra=0, window_s=60.0),
+        breaker=BreakerConfig(failure_threshold=1000), audit=AuditConfig(enabled=False))
+    messages: Counter[str] = Counter()
+    for _ in range(50):
+        with pytest.raises(UpstreamError) as info:
+            await router.complete("1+1=")
+        assert info.value.should_retry is False
+        messages["budget" if "budget" in info.value.message else "other"] += 1
+    attempts = sum(b.calls for b in backends)
+    assert attempts <= 50 * 1.1, attempts
+    assert router.budget.extras <= 5
+    assert messages["budget"] >= 45
