@@ -48,7 +48,7 @@ test: $(VENV)/.stamp-dev
 test-fast: $(VENV)/.stamp-dev
 	$(PY) -m pytest -q -m "not slow"
 
-demo: $(VENV)/.stamp-models
+demo: $(VENV)/.stamp-models $(if $(findstring --real,$(ARGS)),$(VENV)/.stamp-real)
 	$(PY) -m examples.demo $(ARGS)
 
 bench: $(VENV)/.stamp-dev

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--weights-interval", type=int, default=10,
                      help="blocks between weight submissions (default 10)")
     run.add_argument("--alpha", type=float, default=0.1, help="score EMA rate (default 0.1)")
+    run.add_argument("--challenges-per-miner", type=int, default=4,
+                     help="challenges sent to each sampled miner per step (default 4)")
     run.add_argument("--timeout", type=float, default=8.0,
                      help="seconds a miner has to answer a challenge (default 8)")
     run.add_argument("--relevance", action="store_true",
@@ -75,6 +77,7 @@ async def _serve(args: argparse.Namespace, chain: str, hotkey: object, state: Pa
     from protocol.keys import Keypair  # noqa: PLC0415
     from protocol.ledger.connect import open_ledger  # noqa: PLC0415
     from validators.service import Validator, ValidatorConfig, derive_secret  # noqa: PLC0415
+    from validators.tasks import SelectionConfig  # noqa: PLC0415
 
     assert isinstance(hotkey, Keypair)
     stop = asyncio.Event()
@@ -89,6 +92,7 @@ async def _serve(args: argparse.Namespace, chain: str, hotkey: object, state: Pa
     config = ValidatorConfig(
         netuid=args.netuid, secret=derive_secret(hotkey), state_path=state,
         sample_size=args.sample_size, weights_interval=args.weights_interval, alpha=args.alpha,
+        selection=SelectionConfig(challenges_per_miner=args.challenges_per_miner),
         timeouts=Timeouts(connect=min(2.0, args.timeout), first_byte=args.timeout,
                           total=args.timeout))
     async with open_ledger(chain) as ledger, Client(hotkey, netuid=args.netuid) as client:

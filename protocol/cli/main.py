@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "miners.cli",
     "validators.cli",
     "router.cli",
+    "protocol.cli.localnet",
     "protocol.cli.chain",
     "protocol.cli.ledger_cmds",
 )

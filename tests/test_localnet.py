@@ -1,0 +1,90 @@
+"""``ensemble localnet start | status | stop`` runs a small network in the background and stops
+it, leaving nothing running."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from protocol.localnet import Manifest, ProcessRecord, pid_alive, stop_manifest
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def _localnet(*args: str, home: pathlib.Path,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {"COLUMNS": "200", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "protocol.cli.localnet", *args],
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          cwd=ROOT, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_start_status_stop_leaves_nothing_running(tmp_path: pathlib.Path) -> None:
+    """start runs chain, two echo miners and a validator in the background; status shows them
+    alive; stop ends every one of them."""
+    state = tmp_path / "net"
+    pids: list[int] = []
+    try:
+        started = _localnet("start", "--state-dir", str(state), "--echo-miners", "2",
+                            "--validators", "1", "--no-gateway", home=tmp_path)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "local network running from" in started.stdout
+        manifest = json.loads((state / "processes.json").read_text())
+        pids = [p["pid"] for p in manifest["processes"]]
+        assert [p["name"] for p in manifest["processes"]] == [
+            "chain", "miner-m1", "miner-m2", "validator-v1"]
+        assert manifest["chain_url"].startswith("http://127.0.0.1:")
+        assert all(pid_alive(pid) for pid in pids)
+
+        status = _localnet("status", "--state-dir", str(state), home=tmp_path)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "4 of 4 processes alive" in status.stdout
+        for name in ("chain", "miner-m1", "miner-m2", "validator-v1"):
+            assert name in status.stdout
+
+        again = _localnet("start", "--state-dir", str(state), "--echo-miners", "1",
+                          home=tmp_path)
+        assert again.returncode == 1
+        assert "already runs" in again.stderr
+
+        stopped = _localnet("stop", "--state-dir", str(state), home=tmp_path)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert "nothing left running" in stopped.stdout
+        assert [pid for pid in pids if pid_alive(pid)] == []
+
+        after = _localnet("status", "--state-dir", str(state), home=tmp_path)
+        assert after.returncode == 1
+        assert "0 of 4 processes alive" in after.stdout
+    finally:
+        if (state / "processes.json").is_file():
+            stop_manifest(Manifest.read(state / "processes.json"), grace=5)
+
+
+def test_stop_skips_a_recycled_pid(tmp_path: pathlib.Path) -> None:
+    """stop signals only processes still running the recorded command line."""
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        record = ProcessRecord("impostor", sleeper.pid, ["not", "what", "runs"],
+                               str(tmp_path / "x.log"))
+        manifest = Manifest(str(tmp_path), "", 1, "", [record])
+        assert stop_manifest(manifest, grace=1) == [("impostor", "not running")]
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_manifest_round_trips(tmp_path: pathlib.Path) -> None:
+    """A written manifest reads back equal."""
+    record = ProcessRecord("chain", 12, ["python", "-m", "x"], "/tmp/chain.log", "chain",
+                           "http://127.0.0.1:1")
+    manifest = Manifest(str(tmp_path), "http://127.0.0.1:1", 1, "/w", [record], None, 5.0)
+    manifest.write(tmp_path / "processes.json")
+    assert Manifest.read(tmp_path / "processes.json") == manifest
