@@ -41,6 +41,7 @@ from protocol.errors import (
     HandlerError,
     NotFoundError,
     PayloadTooLargeError,
+    UnauthenticatedError,
     WireError,
 )
 from protocol.keys import Keypair, encode_address
@@ -304,8 +305,8 @@ class MinerServer:
         self._replay.check_fresh(header.timestamp_ms, now_ms)
         envelope.check_deadline(header, now_ms, self.config.max_deadline_ms)
         if header.receiver != self.keypair.public_key.raw:
-            raise envelope.UnauthenticatedError("request is addressed to another receiver",
-                                                code="wrong_receiver")
+            raise UnauthenticatedError("request is addressed to another receiver",
+                                       code="wrong_receiver")
         if header.netuid != self.config.netuid:
             raise ForbiddenError(f"this miner serves subnet {self.config.netuid}",
                                  code="wrong_subnet")
@@ -360,8 +361,9 @@ class MinerServer:
             async with asyncio.timeout(self._remaining(ctx)):
                 if route.kind == "blocking":
                     loop = asyncio.get_running_loop()
-                    return await loop.run_in_executor(self._executor, route.handler, ctx,  # type: ignore[no-any-return]
-                                                      message)
+                    result: Message = await loop.run_in_executor(
+                        self._executor, route.handler, ctx, message)
+                    return result
                 return await route.handler(ctx, message)  # type: ignore[no-any-return]
         except TimeoutError:
             ctx.cancelled.set()
