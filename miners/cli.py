@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--capabilities", default="",
                      help="comma-separated task tags the model claims (e.g. math)")
     run.set_defaults(handler=_run_model)
-    miner.set_defaults(handler=lambda _args: miner.print_help() or 2)
+    miner.set_defaults(handler=lambda _args: _usage(miner))
 
 
 _EPILOG_RUN = """examples:
@@ -97,11 +97,14 @@ def load_hotkey(args: argparse.Namespace) -> Keypair:
             return Keypair(bytes.fromhex(args.dev_seed))
         except ValueError:
             raise ConfigError("--dev-seed must be 64 hex digits") from None
+    from protocol.cli.ledger_cmds import read_password  # noqa: PLC0415
     from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415 - CLI-only import
 
     root = args.wallet_path or default_wallet_root(os.environ)
     wallet = Wallet(root, args.wallet)
-    return wallet.hotkey(args.hotkey, os.environ.get("ENSEMBLE_PASSWORD"))
+    password = (read_password(f"hotkey '{args.hotkey}'")
+                if wallet.hotkey_encrypted(args.hotkey) else None)
+    return wallet.hotkey(args.hotkey, password)
 
 
 def _run_echo(args: argparse.Namespace) -> int:
@@ -158,10 +161,11 @@ def _coldkey_if_registering(args: argparse.Namespace) -> Keypair | None:
         return None
     if not args.wallet:
         raise ConfigError("--register pays the burn from a wallet's coldkey: pass --wallet NAME")
+    from protocol.cli.ledger_cmds import read_password  # noqa: PLC0415
     from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415
 
     root = args.wallet_path or default_wallet_root(os.environ)
-    return Wallet(root, args.wallet).coldkey(os.environ.get("ENSEMBLE_PASSWORD"))
+    return Wallet(root, args.wallet).coldkey(read_password(f"the coldkey of '{args.wallet}'"))
 
 
 async def _serve_model(chain: str, hotkey: Keypair, coldkey: Keypair | None, backend: object,
@@ -176,3 +180,9 @@ async def _serve_model(chain: str, hotkey: Keypair, coldkey: Keypair | None, bac
     async with open_ledger(chain) as ledger:
         await run_miner(hotkey, coldkey, ledger, backend, config, stop, how=how)  # type: ignore[arg-type]
     return 0
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    """Print a command group's help; exit code 2 (a subcommand is required)."""
+    parser.print_help()
+    return 2

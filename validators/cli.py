@@ -26,7 +26,7 @@ validator resumes where it stopped after a crash. Stops on SIGINT/SIGTERM.
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``validator`` command group."""
-    from miners.cli import add_key_options  # noqa: PLC0415 - shared key options
+    from miners.cli import _usage, add_key_options  # noqa: PLC0415 - shared key options
 
     validator = sub.add_parser("validator", help="run a validator",
                                description="Run a validator.")
@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="serve /health and /metrics on this port (127.0.0.1)")
     run.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(handler=_run)
-    validator.set_defaults(handler=lambda _args: validator.print_help() or 2)
+    validator.set_defaults(handler=lambda _args: _usage(validator))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -371,7 +371,8 @@ def _wallet(args: argparse.Namespace) -> Wallet:
     return wallet
 
 
-def _password(what: str) -> str:
+def read_password(what: str) -> str:
+    """The password from $ENSEMBLE_PASSWORD, else asked on the terminal (ConfigError if none)."""
     if os.environ.get(PASSWORD_ENV):
         return os.environ[PASSWORD_ENV]
     try:
@@ -382,12 +383,12 @@ def _password(what: str) -> str:
 
 def _coldkey(args: argparse.Namespace) -> Keypair:
     wallet = _wallet(args)
-    return wallet.coldkey(_password(f"the coldkey of wallet '{wallet.name}'"))
+    return wallet.coldkey(read_password(f"the coldkey of wallet '{wallet.name}'"))
 
 
 def _hotkey(args: argparse.Namespace) -> Keypair:
     wallet = _wallet(args)
-    password = (_password(f"hotkey '{args.hotkey}'") if wallet.hotkey_encrypted(args.hotkey)
+    password = (read_password(f"hotkey '{args.hotkey}'") if wallet.hotkey_encrypted(args.hotkey)
                 else None)
     return wallet.hotkey(args.hotkey, password)
 
