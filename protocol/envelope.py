@@ -7,6 +7,7 @@ empty or malformed header is rejected before any other work.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import struct
@@ -277,7 +278,7 @@ class Receipt:
             return False
         message = self.canonical(self.request_digest, self.status, self.body_digest, self.miner,
                                  self.timestamp_ms)
-        return verify(self.miner, message, self.signature)
+        return _receipt_signature_valid(self.miner, message, self.signature)
 
     def verify(self, *, request_digest: bytes, status: int, body_digest: bytes,
                miner: bytes) -> None:
@@ -352,6 +353,13 @@ class Receipt:
             raise ReceiptError("receipt miner key must be 32 bytes")
         if not 0 <= self.status <= 0xFFFF or not 0 <= self.timestamp_ms <= _U64_MAX:
             raise ReceiptError("receipt status or timestamp out of range")
+
+
+# A receipt is typically checked twice in a row (by the client, then by whoever scores or audits
+# the answer); caching the verdict on the exact bytes halves that cost and cannot change it.
+@functools.lru_cache(maxsize=4096)
+def _receipt_signature_valid(miner: bytes, message: bytes, signature: bytes) -> bool:
+    return verify(miner, message, signature)
 
 
 def public_key_of(address: str) -> bytes:
