@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from protocol.errors import ConfigError
 from protocol.keys import Keypair
+from protocol.logging_setup import add_log_options, configure_logging
 
 _EPILOG_ECHO = """examples:
   ensemble miner echo --wallet alice --hotkey default --port 8091
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     echo.add_argument("--port", type=int, default=8091,
                       help="TCP port, 0 = any free (default 8091)")
     echo.add_argument("--netuid", type=int, default=1, help="subnet served (default 1)")
+    add_log_options(echo)
     echo.set_defaults(handler=_run_echo)
     run = group.add_parser("run", help="serve a model on a subnet (registered hotkey)",
                            description="Serve a model behind the signed protocol on a subnet: "
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="largest dynamic batch; also the concurrency limit (default 8)")
     run.add_argument("--capabilities", default="",
                      help="comma-separated task tags the model claims (e.g. math)")
+    add_log_options(run)
     run.set_defaults(handler=_run_model)
     miner.set_defaults(handler=lambda _args: _usage(miner))
 
@@ -111,7 +113,7 @@ def _run_echo(args: argparse.Namespace) -> int:
     from miners.echo import add_echo_routes  # noqa: PLC0415 - keep CLI start-up light
     from miners.server import MinerServer, ServerConfig  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_format, args.log_level)
     server = MinerServer(load_hotkey(args),
                          ServerConfig(host=args.host, port=args.port, netuid=args.netuid))
     add_echo_routes(server)
@@ -138,7 +140,7 @@ def _run_model(args: argparse.Namespace) -> int:
     from miners.backends.registry import BackendOptions, load_backend  # noqa: PLC0415
     from miners.service import MinerConfig  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_format, args.log_level)
     chain = args.chain or os.environ.get("ENSEMBLE_CHAIN")
     if not chain:
         raise ConfigError("no chain given: pass --chain PATH or --chain http://HOST:PORT "

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 from pathlib import Path
 
 from protocol.errors import ConfigError
+from protocol.logging_setup import add_log_options, configure_logging
 
 _EPILOG_SERVE = """examples:
   ensemble router serve --chain http://127.0.0.1:9944 --netuid 1 --wallet app --port 8000 \\
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="JSON file of hashed API keys (see 'ensemble router add-key')")
     serve.add_argument("--strategy", choices=("best", "weighted", "ensemble"), default="best",
                        help="strategy of the plain 'ensemble/NETUID' model (default best)")
+    add_log_options(serve)
     serve.set_defaults(handler=_serve)
     key = group.add_parser("add-key", help="make a gateway API key",
                            description="Make a gateway API key and store its hash.",
@@ -78,7 +79,7 @@ def _add_key(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from miners.cli import load_hotkey  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_format, args.log_level)
     chain = args.chain or os.environ.get("ENSEMBLE_CHAIN")
     if not chain:
         raise ConfigError("no chain given: pass --chain PATH or --chain http://HOST:PORT "

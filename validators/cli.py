@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 from pathlib import Path
@@ -13,6 +12,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from protocol.errors import ConfigError
+from protocol.logging_setup import add_log_options, configure_logging
 
 _EPILOG = """examples:
   ensemble validator run --wallet alice --hotkey validator --chain http://127.0.0.1:9944 \\
@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--metrics-port", type=int, default=None,
                      help="serve /health and /metrics on this port (127.0.0.1)")
     run.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
+    add_log_options(run)
     run.set_defaults(handler=_run)
     validator.set_defaults(handler=lambda _args: _usage(validator))
 
@@ -61,7 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     from miners.cli import load_hotkey  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_format, args.log_level)
     chain = args.chain or os.environ.get("ENSEMBLE_CHAIN")
     if not chain:
         raise ConfigError("no chain given: pass --chain PATH or --chain http://HOST:PORT "

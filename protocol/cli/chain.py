@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 from protocol.errors import ConfigError
 from protocol.keys import SEED_SIZE, Keypair
 from protocol.ledger.errors import CorruptChainError
+from protocol.logging_setup import add_log_options, configure_logging
 
 if TYPE_CHECKING:
     from protocol.ledger.node import ChainNode
@@ -96,6 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="hotkey name within --wallet (default 'default')")
     keys.add_argument("--wallet-path", type=Path, metavar="PATH",
                       help="wallet root (default $ENSEMBLE_WALLET_PATH or ~/.ensemble/wallets)")
+    add_log_options(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     verify = sub.add_parser("verify", help="replay and check a chain file",
@@ -170,8 +171,7 @@ def _node_key(args: argparse.Namespace) -> Keypair | None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from protocol.ledger.node import ChainNode, NodeConfig  # noqa: PLC0415 - light start-up
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_format, args.log_level)
     config = NodeConfig(host=args.host, port=args.port, dev=args.dev,
                         block_time=args.block_time)
     node = ChainNode(args.db, config, node_key=_node_key(args))

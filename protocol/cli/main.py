@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "protocol.cli.localnet",
     "protocol.cli.chain",
     "protocol.cli.ledger_cmds",
+    "protocol.cli.status",
 )
 
 EXIT_USAGE = 2
