@@ -6,8 +6,9 @@ deadline can fire on time whatever the miner does:
 
 * before the first token, a failed or silent attempt (no first token by its TTFT deadline) is
   replaced by the next miner in score order: the caller sees nothing of it;
-* a hedge goes to the next miner when the primary has sent nothing after its p95 TTFT; the first
-  to send a token wins and the other is cancelled;
+* a hedge goes to the next miner when the primary has sent nothing after ``multiplier x
+  min(its own p95 TTFT, the fleet's median p95)``; the first to send a token wins and the other
+  is cancelled;
 * after the first token, a stall (no token within the inter-token limit), a cut stream, or a
   miner that stops with ``cancelled`` is resumed on another miner from the text delivered so far
   (:func:`router.requests.continuation`), or ends with :class:`StreamInterruptedError`;
@@ -360,6 +361,8 @@ class Session:
     def _try_hedge(self) -> None:
         if self._winner is not None or not self._racing or self._launched >= self._max_attempts:
             return
+        if self._deadlines.attempt(self._s.clock.monotonic()) is None:
+            return  # too little time left for a hedge to finish: keep the budget's token
         picked = self._next_candidate()
         if picked is None:
             return
@@ -410,10 +413,11 @@ class Session:
         s.tasks.add(task)
         task.add_done_callback(s.tasks.discard)
         if self._hedge and role != "hedge" and len(self._racing) == 1:
-            delay = hedge_delay(p95 if p95 is not None else s.cold_p95(),
-                                ttft_timeout_s=deadlines.ttft_at - now,
+            # The fleet's median p95 caps the miner's own: a straggler's own p95 is inflated by
+            # its slowness, so hedging after it would be too late.
+            delay = hedge_delay(p95, ttft_timeout_s=deadlines.ttft_at - now,
                                 budget_available=s.budget.can_spend(),
-                                config=s.config.hedge)
+                                fleet_p95_s=s.cold_p95(), config=s.config.hedge)
             self._hedge_at = None if delay is None else now + delay
 
     async def _run(self, attempt: _Attempt, timeouts: Timeouts) -> None:
@@ -437,7 +441,7 @@ class Session:
 
     def _abandon(self, attempt: _Attempt, *, lost: bool, now: float) -> None:
         """Cancel an attempt that is no longer needed; a primary that lost to its hedge was
-        slower than its own p95, which counts against its error rate (not its ejection)."""
+        slower than the hedge delay, which counts against its error rate (not its ejection)."""
         self._record(attempt, "lost_hedge" if lost else "cancelled", "", now)
         if lost:
             self._s.health.record_failure(attempt.candidate.hotkey, "slow")
