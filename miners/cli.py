@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -99,14 +98,9 @@ def load_hotkey(args: argparse.Namespace) -> Keypair:
             return Keypair(bytes.fromhex(args.dev_seed))
         except ValueError:
             raise ConfigError("--dev-seed must be 64 hex digits") from None
-    from protocol.cli.ledger_cmds import read_password  # noqa: PLC0415
-    from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415 - CLI-only import
+    from protocol.cli.ledger_cmds import hotkey_of  # noqa: PLC0415 - CLI-only import
 
-    root = args.wallet_path or default_wallet_root(os.environ)
-    wallet = Wallet(root, args.wallet)
-    password = (read_password(f"hotkey '{args.hotkey}'")
-                if wallet.hotkey_encrypted(args.hotkey) else None)
-    return wallet.hotkey(args.hotkey, password)
+    return hotkey_of(args)
 
 
 def _run_echo(args: argparse.Namespace) -> int:
@@ -141,10 +135,9 @@ def _run_model(args: argparse.Namespace) -> int:
     from miners.service import MinerConfig  # noqa: PLC0415
 
     configure_logging(args.log_format, args.log_level)
-    chain = args.chain or os.environ.get("ENSEMBLE_CHAIN")
-    if not chain:
-        raise ConfigError("no chain given: pass --chain PATH or --chain http://HOST:PORT "
-                          "(or set ENSEMBLE_CHAIN)")
+    from protocol.cli.ledger_cmds import chain_spec  # noqa: PLC0415
+
+    chain = chain_spec(args)
     hotkey = load_hotkey(args)
     coldkey = _coldkey_if_registering(args)
     caps = tuple(c for c in args.capabilities.split(",") if c)
@@ -163,11 +156,9 @@ def _coldkey_if_registering(args: argparse.Namespace) -> Keypair | None:
         return None
     if not args.wallet:
         raise ConfigError("--register pays the burn from a wallet's coldkey: pass --wallet NAME")
-    from protocol.cli.ledger_cmds import read_password  # noqa: PLC0415
-    from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415
+    from protocol.cli.ledger_cmds import coldkey_of  # noqa: PLC0415
 
-    root = args.wallet_path or default_wallet_root(os.environ)
-    return Wallet(root, args.wallet).coldkey(read_password(f"the coldkey of '{args.wallet}'"))
+    return coldkey_of(args)
 
 
 async def _serve_model(chain: str, hotkey: Keypair, coldkey: Keypair | None, backend: object,

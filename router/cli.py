@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 from pathlib import Path
 
-from protocol.errors import ConfigError
 from protocol.logging_setup import add_log_options, configure_logging
 
 _EPILOG_SERVE = """examples:
@@ -80,10 +78,9 @@ def _serve(args: argparse.Namespace) -> int:
     from miners.cli import load_hotkey  # noqa: PLC0415
 
     configure_logging(args.log_format, args.log_level)
-    chain = args.chain or os.environ.get("ENSEMBLE_CHAIN")
-    if not chain:
-        raise ConfigError("no chain given: pass --chain PATH or --chain http://HOST:PORT "
-                          "(or set ENSEMBLE_CHAIN)")
+    from protocol.cli.ledger_cmds import chain_spec  # noqa: PLC0415
+
+    chain = chain_spec(args)
     keys = None
     if args.api_keys_file is not None:
         from router.apikeys import load_store  # noqa: PLC0415

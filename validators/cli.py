@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from protocol.errors import ConfigError
 from protocol.logging_setup import add_log_options, configure_logging
 
 _EPILOG = """examples:
@@ -63,10 +61,9 @@ def _run(args: argparse.Namespace) -> int:
     from miners.cli import load_hotkey  # noqa: PLC0415
 
     configure_logging(args.log_format, args.log_level)
-    chain = args.chain or os.environ.get("ENSEMBLE_CHAIN")
-    if not chain:
-        raise ConfigError("no chain given: pass --chain PATH or --chain http://HOST:PORT "
-                          "(or set ENSEMBLE_CHAIN)")
+    from protocol.cli.ledger_cmds import chain_spec  # noqa: PLC0415
+
+    chain = chain_spec(args)
     hotkey = load_hotkey(args)
     state = args.state or (Path.home() / ".ensemble" /
                            f"validator-{hotkey.address[:16]}-{args.netuid}.state")

@@ -362,7 +362,8 @@ def _add_stake(sub: _SubParsers, chain: argparse.ArgumentParser,
 # --- keys -------------------------------------------------------------------------------------
 
 
-def _wallet(args: argparse.Namespace) -> Wallet:
+def wallet_of(args: argparse.Namespace) -> Wallet:
+    """The wallet named by --wallet (under --wallet-path or the default root); must exist."""
     root = args.wallet_path or default_wallet_root(os.environ)
     wallet = Wallet(root, args.wallet)
     if not wallet.exists():
@@ -381,13 +382,15 @@ def read_password(what: str) -> str:
         raise ConfigError(f"no password given; run in a terminal or set ${PASSWORD_ENV}") from None
 
 
-def _coldkey(args: argparse.Namespace) -> Keypair:
-    wallet = _wallet(args)
+def coldkey_of(args: argparse.Namespace) -> Keypair:
+    """The wallet's coldkey, unlocked with $ENSEMBLE_PASSWORD or a prompt."""
+    wallet = wallet_of(args)
     return wallet.coldkey(read_password(f"the coldkey of wallet '{wallet.name}'"))
 
 
-def _hotkey(args: argparse.Namespace) -> Keypair:
-    wallet = _wallet(args)
+def hotkey_of(args: argparse.Namespace) -> Keypair:
+    """The wallet's --hotkey, asking for a password only if it is encrypted."""
+    wallet = wallet_of(args)
     password = (read_password(f"hotkey '{args.hotkey}'") if wallet.hotkey_encrypted(args.hotkey)
                 else None)
     return wallet.hotkey(args.hotkey, password)
@@ -396,13 +399,19 @@ def _hotkey(args: argparse.Namespace) -> Keypair:
 # --- the chain --------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def _ledger(args: argparse.Namespace) -> AsyncIterator[Ledger]:
-    spec = args.chain or os.environ.get(CHAIN_ENV, "")
+def chain_spec(args: argparse.Namespace) -> str:
+    """The --chain value, else $ENSEMBLE_CHAIN (ConfigError if neither is set)."""
+    spec: str = args.chain or os.environ.get(CHAIN_ENV, "")
     if not spec:
         raise ConfigError(f"no chain given: pass --chain http://HOST:PORT or --chain PATH, or "
                           f"set ${CHAIN_ENV}")
-    async with open_ledger(spec, dev=args.dev, block_time=args.block_time) as ledger:
+    return spec
+
+
+@asynccontextmanager
+async def _ledger(args: argparse.Namespace) -> AsyncIterator[Ledger]:
+    async with open_ledger(chain_spec(args), dev=args.dev,
+                           block_time=args.block_time) as ledger:
         yield ledger
 
 
@@ -481,7 +490,7 @@ async def _subnet_or_explain(ledger: Ledger, netuid: int) -> Any:
 
 
 async def _subnet_create(args: argparse.Namespace) -> int:
-    coldkey = _coldkey(args)
+    coldkey = coldkey_of(args)
     async with _ledger(args) as ledger:
         return await _submit(ledger, args, coldkey, lambda b, n: b.create_subnet(
             max_lock_cost=args.max_lock_cost, nonce=n))
@@ -568,7 +577,7 @@ def parse_change(text: str) -> tuple[str, HyperparamValue]:
 
 async def _subnet_set(args: argparse.Namespace) -> int:
     changes = dict(parse_change(text) for text in args.changes)
-    coldkey = _coldkey(args)
+    coldkey = coldkey_of(args)
     async with _ledger(args) as ledger:
         info = await _subnet_or_explain(ledger, args.netuid)
         try:
@@ -583,7 +592,7 @@ async def _subnet_set(args: argparse.Namespace) -> int:
 
 
 async def _register(args: argparse.Namespace) -> int:
-    coldkey, hotkey = _coldkey(args), _hotkey(args)
+    coldkey, hotkey = coldkey_of(args), hotkey_of(args)
     async with _ledger(args) as ledger:
         info = await _subnet_or_explain(ledger, args.netuid)
         max_burn = info.burn if args.max_burn is None else args.max_burn
@@ -592,7 +601,7 @@ async def _register(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    hotkey = _hotkey(args)
+    hotkey = hotkey_of(args)
     async with _ledger(args) as ledger:
         await _subnet_or_explain(ledger, args.netuid)
         return await _submit(ledger, args, hotkey, lambda b, n: b.serve(
@@ -602,32 +611,32 @@ async def _serve(args: argparse.Namespace) -> int:
 def _stake_target(args: argparse.Namespace) -> str:
     if args.hotkey_address:
         return str(args.hotkey_address)
-    return _wallet(args).hotkey_address(args.hotkey)
+    return wallet_of(args).hotkey_address(args.hotkey)
 
 
 async def _stake_add(args: argparse.Namespace) -> int:
-    target, coldkey = _stake_target(args), _coldkey(args)
+    target, coldkey = _stake_target(args), coldkey_of(args)
     async with _ledger(args) as ledger:
         return await _submit(ledger, args, coldkey, lambda b, n: b.stake(
             target, args.amount, nonce=n))
 
 
 async def _stake_remove(args: argparse.Namespace) -> int:
-    target, coldkey = _stake_target(args), _coldkey(args)
+    target, coldkey = _stake_target(args), coldkey_of(args)
     async with _ledger(args) as ledger:
         return await _submit(ledger, args, coldkey, lambda b, n: b.unstake(
             target, args.amount, nonce=n))
 
 
 async def _transfer(args: argparse.Namespace) -> int:
-    coldkey = _coldkey(args)
+    coldkey = coldkey_of(args)
     async with _ledger(args) as ledger:
         return await _submit(ledger, args, coldkey, lambda b, n: b.transfer(
             args.dest, args.amount, nonce=n))
 
 
 async def _faucet(args: argparse.Namespace) -> int:
-    dest = args.dest or _wallet(args).coldkey_address()
+    dest = args.dest or wallet_of(args).coldkey_address()
     # Any key may sign a faucet transaction; a fresh one needs no password and no nonce
     # bookkeeping (its sequence number is 0).
     signer = Keypair.generate()
@@ -637,7 +646,7 @@ async def _faucet(args: argparse.Namespace) -> int:
 
 
 async def _account(args: argparse.Namespace) -> int:
-    address = args.address or _wallet(args).coldkey_address()
+    address = args.address or wallet_of(args).coldkey_address()
     async with _ledger(args) as ledger:
         info = await ledger.account(address)
     print(f"account    {info.address}")
