@@ -54,6 +54,8 @@ from protocol.messages import (
     InfoResponse,
 )
 from protocol.ratelimit import RateLimitConfig
+from router.config import RouterConfig
+from router.router import Router
 
 _EXPRESSION = re.compile(r"^\s*(-?\d{1,64})\s*([+\-*])\s*(-?\d{1,64})\s*=(.*)$", re.DOTALL)
 
@@ -354,3 +356,25 @@ async def start_fleet(tmp_path: Path, stack: AsyncExitStack, miners: Mapping[str
 def is_backend(spec: object) -> bool:
     """Whether a miner spec is a backend (served by MinerServer) rather than a raw behaviour."""
     return hasattr(spec, "info") and hasattr(spec, "stream")
+
+
+#: Seconds a bounded poll may take before a test calls it a hang.
+POLL_LIMIT_S = 5.0
+
+
+async def open_router(stack: AsyncExitStack, fleet: Fleet, *, seed: int,
+                      **config: object) -> Router:
+    """A started router over ``fleet``, signing as :data:`ROUTER_KEY`, seeded with ``seed``."""
+    cfg = RouterConfig(seed=seed, **config)  # type: ignore[arg-type]
+    return await stack.enter_async_context(Router(ledger=fleet.ledger, keypair=ROUTER_KEY,
+                                                  config=cfg))
+
+
+async def poll(condition: Callable[[], object], what: str) -> None:
+    """Bounded polling of a state the router reaches on its own clock."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + POLL_LIMIT_S
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"not reached within {POLL_LIMIT_S} s: {what}")
+        await asyncio.sleep(0.005)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -31,12 +30,6 @@ MINER_SEED = "07" * 32
 #: Seconds a subprocess may take to start listening (torch and the model load first).
 START_LIMIT_S = 15.0
 
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    """Closes every server and ledger the test opened."""
-    async with AsyncExitStack() as s:
-        yield s
 
 
 def run_example(*args: str, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:

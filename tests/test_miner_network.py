@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -29,12 +28,6 @@ HYPER = SubnetHyperparams(tempo=4, weights_rate_limit=0, immunity_period=0, min_
                           activity_cutoff=1000, max_allowed_validators=1)
 PROMPT = GenerateRequest(prompt="12+34=", max_tokens=4)
 
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    """Closes every server and client the test opened."""
-    async with AsyncExitStack() as s:
-        yield s
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from miners.backends.faulty import GarbageBackend, HangingBackend
 from router.breaker import BreakerConfig, State
 from router.budget import BudgetConfig
-from router.config import AuditConfig, RouterConfig
+from router.config import AuditConfig
 from router.deadlines import DeadlineConfig
 from router.errors import (
     NoCandidatesError,
@@ -25,16 +24,15 @@ from router.errors import (
     UpstreamTimeoutError,
 )
 from router.hedging import HedgeConfig
-from router.router import Router
 from tests.fault_backends import (
-    ROUTER_KEY,
     ContinuingMathBackend,
     ErrorBackend,
-    Fleet,
     SlowFirstTokenBackend,
     SlowTokensBackend,
     cut_after_first_token,
     never_answer,
+    open_router,
+    poll,
     reset_connection,
     stall_after_first_token,
     start_fleet,
@@ -42,31 +40,7 @@ from tests.fault_backends import (
 
 #: How far past its value a deadline may fire (the issue's bound).
 DEADLINE_SLACK_S = 0.05
-POLL_LIMIT_S = 5.0
 
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    """Closes every server, router and ledger the test opened."""
-    async with AsyncExitStack() as s:
-        yield s
-
-
-async def open_router(stack: AsyncExitStack, fleet: Fleet, **config: object) -> Router:
-    """A started, seeded router over ``fleet``."""
-    cfg = RouterConfig(seed=11, **config)  # type: ignore[arg-type]
-    return await stack.enter_async_context(Router(ledger=fleet.ledger, keypair=ROUTER_KEY,
-                                                  config=cfg))
-
-
-async def poll(condition: object, what: str) -> None:
-    """Bounded polling of a state the router reaches on its own clock."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + POLL_LIMIT_S
-    while not condition():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError(f"not reached within {POLL_LIMIT_S} s: {what}")
-        await asyncio.sleep(0.005)
 
 
 FAULTY = {
@@ -90,7 +64,7 @@ async def test_fleet_with_30_percent_faulty_miners(tmp_path: Path, stack: AsyncE
     healthy["slowtokens"] = SlowTokensBackend(0.01)
     fleet = await start_fleet(tmp_path, stack, {**FAULTY, **healthy})  # type: ignore[arg-type]
     deadlines = DeadlineConfig(ttft_s=0.5, min_ttft_s=0.3, inter_token_s=0.3, total_s=5.0)
-    router = await open_router(stack, fleet, deadlines=deadlines)
+    router = await open_router(stack, fleet, seed=11, deadlines=deadlines)
     outcomes: Counter[str] = Counter()
     wrong = 0
     primaries: Counter[str] = Counter()
@@ -134,7 +108,7 @@ async def test_failing_miner_is_ejected_after_three_consecutive_failures(
     through, and its failure ejects it again for twice as long."""
     bad = ErrorBackend(model="bad-model")
     fleet = await start_fleet(tmp_path, stack, {"bad": bad, "ok": ContinuingMathBackend()})
-    router = await open_router(stack, fleet, breaker=BreakerConfig(base_ejection_s=0.2))
+    router = await open_router(stack, fleet, seed=11, breaker=BreakerConfig(base_ejection_s=0.2))
     hotkey = fleet.hotkey("bad")
     for expected in (State.CLOSED, State.CLOSED, State.OPEN):
         with pytest.raises(UpstreamError):
@@ -160,7 +134,7 @@ async def test_first_token_deadline_fires_on_time_against_a_silent_upstream(
     (within 50 ms), not at some generous total."""
     fleet = await start_fleet(tmp_path, stack, {"silent": never_answer})
     deadlines = DeadlineConfig(ttft_s=0.3, min_ttft_s=0.3, total_s=30.0)
-    router = await open_router(stack, fleet, deadlines=deadlines,
+    router = await open_router(stack, fleet, seed=11, deadlines=deadlines,
                                hedge=HedgeConfig(enabled=False))
     started = time.perf_counter()
     with pytest.raises(UpstreamError, match="failed") as info:
@@ -174,7 +148,7 @@ async def test_first_token_deadline_fires_on_time_against_a_silent_upstream(
 async def test_total_deadline_fires_on_time(tmp_path: Path, stack: AsyncExitStack) -> None:
     """The caller's timeout ends a request stuck before its first token, on time."""
     fleet = await start_fleet(tmp_path, stack, {"silent": never_answer})
-    router = await open_router(stack, fleet, hedge=HedgeConfig(enabled=False))
+    router = await open_router(stack, fleet, seed=11, hedge=HedgeConfig(enabled=False))
     started = time.perf_counter()
     with pytest.raises(UpstreamTimeoutError) as info:
         await router.complete("1+1=", timeout=0.25)
@@ -189,7 +163,7 @@ async def test_inter_token_deadline_ends_a_stalled_stream_with_an_error(
     well-formed StreamInterruptedError at the inter-token deadline: no hang, no truncation."""
     fleet = await start_fleet(tmp_path, stack, {"stall": stall_after_first_token})
     deadlines = DeadlineConfig(inter_token_s=0.2, total_s=30.0)
-    router = await open_router(stack, fleet, deadlines=deadlines)
+    router = await open_router(stack, fleet, seed=11, deadlines=deadlines)
     stream = router.stream("12+34=", max_tokens=8)
     pieces: list[str] = []
     first_at = 0.0
@@ -215,7 +189,7 @@ async def test_cut_stream_resumes_on_another_miner(tmp_path: Path, stack: AsyncE
     (prompt + partial, or an assistant prefix); the caller sees each piece once."""
     fleet = await start_fleet(tmp_path, stack, {"cut": cut_after_first_token,
                                                 "ok": ContinuingMathBackend()})
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=11)
     prompt: object = [{"role": "user", "content": "12+34="}] if chat else "12+34="
     stream = router.stream(prompt, max_tokens=8)  # type: ignore[arg-type]
     pieces = [piece async for piece in stream]
@@ -236,7 +210,7 @@ async def test_hedge_wins_over_a_slow_primary_and_the_loser_is_cancelled(
     slow = SlowFirstTokenBackend(3.0)
     fleet = await start_fleet(tmp_path, stack, {"slow": slow, "ok": ContinuingMathBackend()})
     # No audits: the miner's in-flight count must show the hedge's loser alone.
-    router = await open_router(stack, fleet, audit=AuditConfig(enabled=False),
+    router = await open_router(stack, fleet, seed=11, audit=AuditConfig(enabled=False),
                                hedge=HedgeConfig(cold_delay_s=0.05, min_delay_s=0.01))
     started = time.perf_counter()
     answer = await router.complete("20+22=")
@@ -265,7 +239,7 @@ async def test_retry_budget_bounds_extra_attempts_when_everything_fails(
     backends = [ErrorBackend() for _ in range(5)]
     fleet = await start_fleet(tmp_path, stack, {f"e{i}": b for i, b in enumerate(backends)})
     router = await open_router(
-        stack, fleet, budget=BudgetConfig(ratio=0.1, min_extra=0, window_s=60.0),
+        stack, fleet, seed=11, budget=BudgetConfig(ratio=0.1, min_extra=0, window_s=60.0),
         breaker=BreakerConfig(failure_threshold=1000), audit=AuditConfig(enabled=False))
     messages: Counter[str] = Counter()
     for _ in range(50):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -15,7 +13,6 @@ from protocol.envelope import Receipt
 from protocol.errors import ConfigError
 from protocol.messages import ChatMessage
 from router.candidates import EligibilityConfig
-from router.config import RouterConfig
 from router.errors import (
     NoCandidatesError,
     RouterClosedError,
@@ -23,41 +20,24 @@ from router.errors import (
     RouterInputError,
 )
 from router.router import Router
-from tests.fault_backends import ROUTER_KEY, Fleet, RawMiner, never_answer, start_fleet
+from tests.fault_backends import (
+    ROUTER_KEY,
+    RawMiner,
+    never_answer,
+    open_router,
+    poll,
+    start_fleet,
+)
 
 #: Seconds a bounded poll may take before the test calls it a hang.
-POLL_LIMIT_S = 5.0
 
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    """Closes every server, router and ledger the test opened."""
-    async with AsyncExitStack() as s:
-        yield s
-
-
-async def open_router(stack: AsyncExitStack, fleet: Fleet, **config: object) -> Router:
-    """A started router over ``fleet`` signing as the router key (seeded)."""
-    cfg = RouterConfig(seed=7, **config)  # type: ignore[arg-type]
-    return await stack.enter_async_context(Router(ledger=fleet.ledger, keypair=ROUTER_KEY,
-                                                  config=cfg))
-
-
-async def poll(condition: object, what: str) -> None:
-    """Bounded polling of a condition the router reaches on its own (a block sync)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + POLL_LIMIT_S
-    while not condition():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise AssertionError(f"not reached within {POLL_LIMIT_S} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_complete_answers_with_provenance_and_valid_receipts(
         tmp_path: Path, stack: AsyncExitStack) -> None:
     """An answer names its miner (uid, hotkey) and carries its valid signed receipt."""
     fleet = await start_fleet(tmp_path, stack, {n: EchoMathBackend() for n in "abc"})
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=7)
     answer = await router.complete("12+34=", max_tokens=8)
     assert (answer.text, answer.finish_reason, answer.model) == ("46", "stop", "echo-math")
     assert answer.usage.completion_tokens == 3  # two digits and the end-of-sequence "token"
@@ -78,7 +58,7 @@ async def test_stream_yields_pieces_then_the_completion(tmp_path: Path,
                                                         stack: AsyncExitStack) -> None:
     """A chat stream yields the answer piece by piece; ``completion`` is set at the end."""
     fleet = await start_fleet(tmp_path, stack, {n: EchoMathBackend() for n in "ab"})
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=7)
     stream = router.stream([{"role": "user", "content": "40+2="},
                             ChatMessage(role="user", content="12+34=")], max_tokens=8)
     pieces = [piece async for piece in stream]
@@ -94,7 +74,7 @@ async def test_ensemble_votes_records_dissent_and_stops_early(tmp_path: Path,
     miners = {"a": EchoMathBackend(), "b": EchoMathBackend(), "c": EchoMathBackend(),
               "garbage": GarbageBackend()}
     fleet = await start_fleet(tmp_path, stack, miners)
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=7)
     garbage = fleet.hotkey("garbage")
     for i in range(6):
         answer = await router.complete(f"{i}+40=", strategy="ensemble", k=4, max_tokens=8)
@@ -116,7 +96,7 @@ async def test_capabilities_and_models_filter_candidates(tmp_path: Path,
                                                           stack: AsyncExitStack) -> None:
     """Only miners whose ``info`` lists the capabilities (and model) a request needs serve it."""
     fleet = await start_fleet(tmp_path, stack, {n: EchoMathBackend() for n in "ab"})
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=7)
     assert (await router.complete("2+2=", capabilities=["math"])).text == "4"
     assert (await router.complete("2+2=", model="echo-math")).text == "4"
     with pytest.raises(NoCandidatesError, match="capabilities") as info:
@@ -132,7 +112,7 @@ async def test_eligibility_follows_consensus_as_blocks_arrive(tmp_path: Path,
     learns it from new blocks on its own. The validator (no endpoint) is never a candidate."""
     fleet = await start_fleet(tmp_path, stack, {n: EchoMathBackend() for n in ("a", "b", "new")},
                               weights={"a": 1000, "b": 1000, "new": 0})
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=7)
     pool = set(router.snapshot.pool.hotkeys)
     assert pool == {fleet.hotkey("a"), fleet.hotkey("b")}
     drv = fleet.driver
@@ -150,7 +130,7 @@ async def test_info_is_asked_once_per_registration(tmp_path: Path,
                                                    stack: AsyncExitStack) -> None:
     """Metagraph syncs do not ask a known miner for ``info`` again."""
     fleet = await start_fleet(tmp_path, stack, {"raw": never_answer, "a": EchoMathBackend()})
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=7)
     raw = fleet.servers["raw"]
     assert isinstance(raw, RawMiner)
     for _ in range(3):
@@ -165,7 +145,7 @@ async def test_typed_errors(tmp_path: Path, stack: AsyncExitStack) -> None:
     idle = Router(ledger=fleet.ledger, keypair=ROUTER_KEY)
     with pytest.raises(RouterClosedError):
         await idle.complete("1+1=")
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=7)
     with pytest.raises(RouterInputError) as bad:
         await router.complete("1+1=", temperature=5.0)
     assert (bad.value.status, bad.value.param) == (400, "temperature")
@@ -173,7 +153,8 @@ async def test_typed_errors(tmp_path: Path, stack: AsyncExitStack) -> None:
         await router.complete("1+1=", strategy="fastest")
     with pytest.raises(RouterInputError):
         await router.complete([])
-    strict = await open_router(stack, fleet, eligibility=EligibilityConfig(min_incentive=1.0))
+    strict = await open_router(stack, fleet, seed=7,
+                               eligibility=EligibilityConfig(min_incentive=1.0))
     with pytest.raises(NoCandidatesError, match="no eligible miner") as none:
         await strict.complete("1+1=")
     assert isinstance(none.value, RouterError)
@@ -184,10 +165,10 @@ async def test_cold_subnet_is_routed_until_consensus_speaks(tmp_path: Path,
                                                             stack: AsyncExitStack) -> None:
     """Before any epoch gave incentive, every serving miner is eligible (cold start)."""
     fleet = await start_fleet(tmp_path, stack, {n: EchoMathBackend() for n in "ab"}, weights={})
-    router = await open_router(stack, fleet)
+    router = await open_router(stack, fleet, seed=7)
     assert len(router.snapshot.pool) == 2
     assert (await router.complete("3+4=")).text == "7"
-    cold_off = await open_router(stack, fleet, cold_start=False)
+    cold_off = await open_router(stack, fleet, seed=7, cold_start=False)
     assert len(cold_off.snapshot.pool) == 0
 
 

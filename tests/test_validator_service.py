@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 from miners.backends.deterministic import EchoMathBackend
 from miners.backends.faulty import GarbageBackend, HangingBackend
@@ -59,12 +56,6 @@ async def _network(tmp_path: Path, hyper: SubnetHyperparams,
     drv.run_to(drv.chain.subnet(1).next_epoch_block)  # the epoch grants v1 its permit
     return Net(drv, EmbeddedLedger(drv.chain), servers)
 
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    """Closes every server and client the test opened."""
-    async with AsyncExitStack() as s:
-        yield s
 
 
 def _validator(net: Net, client: Client, tmp_path: Path) -> Validator:
