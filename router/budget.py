@@ -62,10 +62,15 @@ class RetryBudget:
         """One request entered the router (call once per request, before its first attempt)."""
         self._primaries.append(self._clock.monotonic())
 
-    def try_spend(self) -> bool:
-        """Take one token for a retry or hedge; ``False`` (nothing taken) if none is left."""
+    def try_spend(self, *, keep: float = 0.0) -> bool:
+        """Take one token for a retry or hedge; ``False`` (nothing taken) if none is left.
+
+        ``keep`` (0..1) is the share of the window's whole budget that must stay untouched
+        after this grant: hedges pass 0.5 so they can never starve failover of its tokens.
+        """
         now = self._expire()
-        if self._allowance() < 1:
+        reserve = keep * (self.config.ratio * len(self._primaries) + self.config.min_extra)
+        if self._allowance() - reserve < 1:
             return False
         self._extras.append(now)
         return True

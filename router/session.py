@@ -55,6 +55,10 @@ _CHUNK = "chunk"
 _ERROR = "error"
 
 
+#: Share of the retry budget hedges leave untouched, so failover always finds tokens.
+HEDGE_KEEP = 0.5
+
+
 @dataclass(slots=True)
 class Shared:
     """What every session of one router uses: the client and the decision core's state."""
@@ -366,7 +370,8 @@ class Session:
         picked = self._next_candidate()
         if picked is None:
             return
-        if not self._s.budget.try_spend():
+        # A hedge is an optimisation, failover is not: hedges may use only half the budget.
+        if not self._s.budget.try_spend(keep=HEDGE_KEEP):
             self._s.metrics.budget_denied.labels("hedge").inc()
             self._s.breaker.abandoned(picked[1])
             return

@@ -113,3 +113,13 @@ def test_never_more_than_ratio_times_primaries_plus_floor(
                 assert spent <= ratio * in_window + min_extra + 1e-9
             else:  # and it is not stingy: a refusal means one more would break the bound
                 assert spent + 1 > ratio * in_window + min_extra + 1e-9
+
+
+def test_keep_reserves_a_share_of_the_budget() -> None:
+    """With keep=0.5, spending stops once half of ratio * primaries + floor is used."""
+    budget, _ = make(ratio=0.1, min_extra=2)
+    for _ in range(40):
+        budget.record_primary()
+    # whole budget: 0.1 * 40 + 2 = 6 tokens; keep=0.5 leaves 3 untouched
+    assert [budget.try_spend(keep=0.5) for _ in range(4)] == [True, True, True, False]
+    assert [budget.try_spend() for _ in range(4)] == [True, True, True, False]
