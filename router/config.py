@@ -18,6 +18,7 @@ from router.candidates import EligibilityConfig
 from router.deadlines import DeadlineConfig
 from router.health import HealthConfig
 from router.hedging import HedgeConfig
+from router.stall import StallConfig
 from router.strategies import Strategy, StrategyConfig
 
 #: How an ensemble's answers become one (see :class:`router.vote.VoteTally`).
@@ -66,6 +67,7 @@ class RouterConfig:
         eligibility, strategies, health, breaker, budget, hedge, deadlines: the decision core's
             settings (see their modules).
         audit: spot checks of single-miner answers.
+        stall: how the router measures its own event loop's pauses (kept off miners' deadlines).
         vote_method: ``majority``, ``best_of_n`` or ``first_valid`` for ensembles.
         min_agree: miners that must give the same answer for a vote to count as agreement (and
             for agreement or dissent to be recorded); also the early-stop quorum.
@@ -94,6 +96,7 @@ class RouterConfig:
     hedge: HedgeConfig = field(default_factory=HedgeConfig)
     deadlines: DeadlineConfig = field(default_factory=DeadlineConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    stall: StallConfig = field(default_factory=StallConfig)
     vote_method: str = "majority"
     min_agree: int = 2
     client: ClientConfig = field(default_factory=ClientConfig)

@@ -66,6 +66,7 @@ from router.provenance import (
 )
 from router.requests import Prompt, build_request
 from router.session import Session, Shared
+from router.stall import StallMeter
 from router.strategies import Plan, Planner, Strategy, standing
 from router.vote import VoteResult, VoteTally
 
@@ -117,6 +118,7 @@ class Router:
         self._stack: AsyncExitStack | None = None
         self._stop = asyncio.Event()
         self._follow: asyncio.Task[None] | None = None
+        self._stall_task: asyncio.Task[None] | None = None
         self._shared: Shared | None = None
         self._directory: Directory | None = None
         self._audit_budget = RetryBudget(config.audit.budget, self._clock)
@@ -163,7 +165,8 @@ class Router:
             self._shared = Shared(
                 client=client, planner=Planner(cfg.strategies, health, breaker, self._rng),
                 health=health, breaker=breaker, budget=RetryBudget(cfg.budget, self._clock),
-                config=cfg, clock=self._clock, metrics=self.metrics, cold_p95=self._cold_p95)
+                config=cfg, clock=self._clock, metrics=self.metrics, cold_p95=self._cold_p95,
+                stall=StallMeter(cfg.stall, self._clock))
             self._directory = Directory(ledger, client, cfg, self._clock,
                                         own_hotkey=keypair.address)
             self._stack = stack
@@ -175,6 +178,7 @@ class Router:
         self._stop.clear()
         self._follow = asyncio.create_task(self._directory.follow(self._stop, self._on_sync),
                                            name="router-metagraph")
+        self._stall_task = asyncio.create_task(self._shared.stall.run(), name="router-stall")
 
     def _unlock(self) -> Keypair:
         from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415 - wallet= only
@@ -186,13 +190,13 @@ class Router:
     async def aclose(self) -> None:
         """Stop following blocks, cancel requests and audits in flight, close everything."""
         self._stop.set()
-        pending = [t for t in (self._follow, *self._audits) if t is not None]
+        pending = [t for t in (self._follow, self._stall_task, *self._audits) if t is not None]
         if self._shared is not None:
             pending += list(self._shared.tasks)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        self._follow = None
+        self._follow = self._stall_task = None
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()

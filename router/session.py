@@ -14,6 +14,10 @@ deadline can fire on time whatever the miner does:
   (:func:`router.requests.continuation`), or ends with :class:`StreamInterruptedError`;
 * the request's total deadline ends everything with :class:`UpstreamTimeoutError`.
 
+First-token, inter-token and hedge deadlines move back by the time the router's own event loop
+stood still while they ran (:mod:`router.stall`): a pause of the router is not the miners'
+fault. The total deadline is the caller's and never moves.
+
 Every extra attempt (failover, hedge, resume) takes a token from the router-wide retry budget
 and counts towards ``1 + max_failover`` attempts per answer. Outcomes feed the health tracker
 and the circuit breaker as they happen. Attempts run as tasks that put their chunks on one
@@ -43,6 +47,7 @@ from router.hedging import hedge_delay
 from router.metrics import RouterMetrics
 from router.provenance import AttemptRecord
 from router.requests import continuation
+from router.stall import StallMeter
 from router.strategies import Planner
 
 __all__ = ["Segment", "Session", "Shared"]
@@ -73,6 +78,8 @@ class Shared:
     metrics: RouterMetrics
     #: The p95 TTFT to hedge on for a miner without enough samples of its own (or None).
     cold_p95: Callable[[], float | None]
+    #: Time the router's own loop stood still (not charged to miners' deadlines).
+    stall: StallMeter
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -89,10 +96,11 @@ class _Attempt:
     """One request in flight to one miner."""
 
     __slots__ = ("candidate", "chunks", "closed", "deadlines", "final", "first_at", "last_at",
-                 "parts", "permit", "request", "role", "started", "task")
+                 "last_stall", "parts", "permit", "request", "role", "start_stall", "started",
+                 "task")
 
     def __init__(self, candidate: Candidate, permit: Permit, role: str, request: GenerateRequest,
-                 started: float, deadlines: AttemptDeadlines) -> None:
+                 started: float, deadlines: AttemptDeadlines, stall: float) -> None:
         self.candidate = candidate
         self.permit = permit
         self.role = role
@@ -101,6 +109,10 @@ class _Attempt:
         self.deadlines = deadlines
         self.first_at: float | None = None
         self.last_at = started
+        # The stall meter's reading at the start and at the last chunk: deadlines that measure
+        # the miner move back by the stall time since (router.stall).
+        self.start_stall = stall
+        self.last_stall = stall
         self.parts: list[str] = []
         self.chunks = 0
         self.final: GenerateChunk | None = None
@@ -223,17 +235,25 @@ class Session:
             return None
 
     def _next_due(self) -> float:
+        stalled = self._s.stall.stalled()
         due = self._deadlines.total_at
         for attempt in self._racing:
-            due = min(due, attempt.deadlines.ttft_at)
+            due = min(due, _ttft_due(attempt, stalled))
         if self._winner is not None:
-            due = min(due, self._winner.last_at + self._winner.deadlines.inter_token_s)
+            due = min(due, _token_due(self._winner, stalled))
         if self._hedge_at is not None:
-            due = min(due, self._hedge_at)
+            due = min(due, self._hedge_due(stalled))
         return due
+
+    def _hedge_due(self, stalled: float) -> float:
+        assert self._hedge_at is not None
+        if not self._racing:
+            return self._hedge_at
+        return self._hedge_at + stalled - self._racing[0].start_stall
 
     def _on_timers(self) -> None:
         now = self._s.clock.monotonic()
+        stalled = self._s.stall.stalled()
         if now >= self._deadlines.total_at:
             for attempt in [*self._racing, *([self._winner] if self._winner else [])]:
                 self._record(attempt, "timeout", "total deadline", now)
@@ -245,15 +265,15 @@ class Session:
                 f"no complete answer within the request's {total:.3g} s deadline",
                 failures=tuple(self._failures))
         for attempt in list(self._racing):
-            if now >= attempt.deadlines.ttft_at:
+            if now >= _ttft_due(attempt, stalled):
                 limit = attempt.deadlines.ttft_at - attempt.started
                 self._fail(attempt, QueryTimeout(f"no first token within {limit:.3g} s",
                                                  phase="first_token"))
         winner = self._winner
-        if winner is not None and now >= winner.last_at + winner.deadlines.inter_token_s:
+        if winner is not None and now >= _token_due(winner, stalled):
             self._fail(winner, QueryTimeout(
                 f"no token for {winner.deadlines.inter_token_s:g} s", phase="inter_token"))
-        if self._hedge_at is not None and now >= self._hedge_at:
+        if self._hedge_at is not None and now >= self._hedge_due(stalled):
             self._hedge_at = None
             self._try_hedge()
 
@@ -268,6 +288,7 @@ class Session:
             self._racing, self._winner, self._hedge_at = [], attempt, None
             attempt.first_at = now
         attempt.last_at = now
+        attempt.last_stall = self._s.stall.stalled()
         attempt.chunks += 1
         if chunk.finish_reason is not None:
             attempt.final = chunk
@@ -408,7 +429,7 @@ class Session:
                                        failures=tuple(self._failures))
         self._tried.add(candidate.hotkey)
         self._launched += 1
-        attempt = _Attempt(candidate, permit, role, request, now, deadlines)
+        attempt = _Attempt(candidate, permit, role, request, now, deadlines, s.stall.stalled())
         self._racing.append(attempt)
         remaining = deadlines.total_timeout(now)
         timeouts = Timeouts(connect=min(s.config.connect_s, remaining),
@@ -484,6 +505,16 @@ class Session:
                 self._s.breaker.abandoned(attempt.permit)
                 self._stop(attempt)
         self._racing, self._winner = [], None
+
+
+def _ttft_due(attempt: _Attempt, stalled: float) -> float:
+    """When the attempt's first-token deadline falls, moved back by the router's stalls."""
+    return attempt.deadlines.ttft_at + stalled - attempt.start_stall
+
+
+def _token_due(attempt: _Attempt, stalled: float) -> float:
+    """When the next token is due, moved back by the router's stalls since the last one."""
+    return attempt.last_at + attempt.deadlines.inter_token_s + stalled - attempt.last_stall
 
 
 class _LengthReached(Exception):
