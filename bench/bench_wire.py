@@ -52,7 +52,7 @@ import msgpack
 
 from miners.echo import EchoRequest, EchoResponse
 from protocol.client import Client, ClientConfig, Target
-from protocol.keys import Keypair
+from protocol.keys import Keypair, verify
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -326,8 +326,35 @@ def _progress(run: Run) -> None:
           file=sys.stderr, flush=True)
 
 
-def format_table(rows: list[Row], opts: Options) -> str:
-    """The results table, with the issue's targets next to the C=64 figures."""
+def ed25519_cost_us(ops: int = 2000, repeats: int = 5) -> tuple[float, float]:
+    """Microseconds per Ed25519 sign and per verify in this process (best of ``repeats``).
+
+    Each signed round trip costs one of each on each side (request signature and receipt), so
+    their sum is the least signing can add per side, whatever the rest of the pipeline does.
+    """
+    key = Keypair(bytes(range(1, 33)))
+    message = os.urandom(200)
+    signature = key.sign(message)
+    raw = key.public_key.raw
+
+    def best(op: Callable[[], object]) -> float:
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for _ in range(ops):
+                op()
+            times.append((time.perf_counter() - started) / ops * 1e6)
+        return min(times)
+
+    return best(lambda: key.sign(message)), best(lambda: verify(raw, message, signature))
+
+
+def format_table(rows: list[Row], opts: Options,
+                 crypto_us: tuple[float, float] | None = None) -> str:
+    """The results table, with the issue's targets next to the C=64 figures.
+
+    ``crypto_us`` (sign, verify) adds the ceiling that Ed25519 alone leaves for the ratio.
+    """
     out = io.StringIO()
     cpus = os.cpu_count()
     print(f"Wire benchmark: {opts.requests:,} requests per run, median of {opts.rounds} "
@@ -361,6 +388,19 @@ def format_table(rows: list[Row], opts: Options) -> str:
               f"   signing adds {r.signed_client_cpu_us - r.bare_client_cpu_us:+5.0f} / "
               f"{r.signed_server_cpu_us - r.bare_server_cpu_us:+5.0f}"
               f"   CPU ratio {cpu_ratio:6.1%}", file=out)
+    if crypto_us is not None:
+        sign_us, verify_us = crypto_us
+        floor = sign_us + verify_us
+        print(f"\nEd25519 in this process (idle): sign {sign_us:.0f} us, verify {verify_us:.0f} "
+              f"us, so signing adds at least {floor:.0f} us per side.\n'ceiling' is the CPU "
+              "ratio if it added nothing else: bare busier side / (that + the Ed25519 floor).",
+              file=out)
+        for r in rows:
+            busier = max(r.bare_client_cpu_us, r.bare_server_cpu_us)
+            rest = (r.signed_client_cpu_us - r.bare_client_cpu_us - floor,
+                    r.signed_server_cpu_us - r.bare_server_cpu_us - floor)
+            print(f"{r.concurrency:>4}  ceiling {busier / (busier + floor):6.1%}   beyond Ed25519 "
+                  f"signing adds {rest[0]:+5.0f} / {rest[1]:+5.0f} us (client / server)", file=out)
     if TARGET_CONCURRENCY not in [r.concurrency for r in rows]:
         print(f"(targets apply at C={TARGET_CONCURRENCY}, not measured in this run)", file=out)
     if opts.profile_dir is not None:
@@ -471,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
                                    client_profiler))
     # Servers are stopped here, so the server profile has been written.
 
-    print(format_table(rows, opts), end="", flush=True)
+    print(format_table(rows, opts, ed25519_cost_us()), end="", flush=True)
     if json_path is not None:
         write_json(json_path, rows, opts)
         print(f"results written to {json_path}")
