@@ -35,6 +35,9 @@ class RouterMetrics:
         self.blocked = Gauge("ensemble_router_ejected_miners", "Miners ejected by the breaker",
                              registry=r)
         self.block = Gauge("ensemble_router_block", "Metagraph block of the pool", registry=r)
+        self.loop_stalled = Gauge("ensemble_router_loop_stalled_seconds",
+                                  "Seconds the router's own event loop stood still (not "
+                                  "charged to miners' deadlines)", registry=r)
         self.http = Counter("ensemble_gateway_http_requests", "Gateway HTTP answers",
                             ["route", "status"], registry=r)
 

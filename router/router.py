@@ -179,6 +179,7 @@ class Router:
         self._follow = asyncio.create_task(self._directory.follow(self._stop, self._on_sync),
                                            name="router-metagraph")
         self._stall_task = asyncio.create_task(self._shared.stall.run(), name="router-stall")
+        self.metrics.loop_stalled.set_function(self._shared.stall.stalled)
 
     def _unlock(self) -> Keypair:
         from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415 - wallet= only

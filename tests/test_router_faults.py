@@ -156,6 +156,9 @@ async def test_a_pause_of_the_router_itself_is_not_blamed_on_the_miners(
         assert [(x.role, x.outcome) for x in answer.provenance.attempts] == [("primary", "ok")]
     assert router.breaker.blocked() == frozenset()
     assert router.budget.extras == 0
+    stalled = router.metrics.registry.get_sample_value("ensemble_router_loop_stalled_seconds")
+    assert stalled is not None
+    assert stalled >= 1.1  # both pauses, as operators see them on /metrics
 
 
 async def test_first_token_deadline_fires_on_time_against_a_silent_upstream(
