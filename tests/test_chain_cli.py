@@ -4,6 +4,10 @@ advice, usage errors for bad input."""
 
 from __future__ import annotations
 
+import re
+import select
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,10 +220,122 @@ def test_verify_reports_a_corrupt_chain(cli: Cli) -> None:
     assert main(["chain", "verify", "--db", str(cli.root / "none.db")]) == 1
 
 
+# --- chain init: a production chain ------------------------------------------------------------
+
+AUTHORITY = Keypair(bytes(range(32)))
+REPO = Path(__file__).resolve().parent.parent
+READY = re.compile(r"chain node listening on (http://\S+) \(height \d+, chain id ([0-9a-f]{64})\)")
+
+
+def init_chain(db: Path, *extra: str) -> int:
+    """``ensemble chain init`` of a chain named testnet whose one authority is AUTHORITY."""
+    return main(["chain", "init", "--db", str(db), "--name", "testnet",
+                 "--authority", AUTHORITY.address, *extra])
+
+
+def test_init_creates_a_non_dev_chain_with_exact_balances(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The file holds the genesis given: name, authority, balances to the unit, no faucet."""
+    alice = Wallet(env / "wallets", "alice").coldkey_address()
+    bob = Wallet(env / "wallets", "bob").coldkey_address()
+    db = env / "prod.db"
+    capsys.readouterr()
+    assert init_chain(db, "--balance", f"{alice}=1000", "--balance", f"{bob}=0.000000001",
+                      "--timestamp-ms", "1790000000000") == 0
+    out = capsys.readouterr().out
+    chain = Chain.open(db, ChainConfig(node_key=AUTHORITY))
+    try:
+        assert not chain.genesis.dev
+        assert chain.genesis.chain_name == "testnet"
+        assert chain.genesis.authorities == (AUTHORITY.address,)
+        assert chain.genesis.timestamp_ms == 1_790_000_000_000
+        assert chain.account(alice).balance == 1000 * T
+        assert chain.account(bob).balance == 1
+        assert f"chain id      {chain.chain_id.hex()}" in out
+    finally:
+        chain.close()
+    assert "2 accounts, 1000.000000001 tokens in all" in out
+    assert "next: ensemble chain serve" in out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--balance", "nonsense"], "write ADDRESS=TOKENS"),
+    (["--balance", f"{SOMEONE[:-1]}x=5"], "checksum"),
+    (["--balance", f"{SOMEONE}=0"], "must be positive"),
+    (["--balance", f"{SOMEONE}=1.0000000001"], "more than 9 decimal places"),
+    (["--name", "x" * 65], "1 to 64 characters"),
+    (["--timestamp-ms", "-5"], "Unix milliseconds"),
+])
+def test_init_refuses_bad_arguments_before_creating_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+        message: str) -> None:
+    """Bad genesis input is a usage error (exit 2) that says what is wrong; no file appears."""
+    db = tmp_path / "prod.db"
+    with pytest.raises(SystemExit) as info:
+        init_chain(db, *extra)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_init_refuses_duplicates_and_never_overwrites(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A repeated address is refused; an existing file is left byte for byte as it was."""
+    db = tmp_path / "prod.db"
+    assert init_chain(db, "--balance", f"{SOMEONE}=1", "--balance", f"{SOMEONE}=2") == 1
+    assert "one --balance entry" in capsys.readouterr().err
+    assert init_chain(db, "--authority", AUTHORITY.address) == 1
+    assert "may be given once" in capsys.readouterr().err
+    assert not db.exists()
+    assert init_chain(db) == 0
+    before = db.read_bytes()
+    assert init_chain(db, "--balance", f"{SOMEONE}=1") == 1
+    assert "already exists" in capsys.readouterr().err
+    assert db.read_bytes() == before
+
+
+def test_a_production_chain_runs_as_a_node_from_its_genesis(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """init, then a real node process signing blocks with the authority's key: transfers
+    between genesis accounts go through, the faucet does not exist, the file verifies."""
+    wallets = ["--wallet-path", str(env / "wallets")]
+    alice = Wallet(env / "wallets", "alice").coldkey_address()
+    bob = Wallet(env / "wallets", "bob").coldkey_address()
+    db = env / "prod.db"
+    assert init_chain(db, "--balance", f"{alice}=50") == 0
+    node = subprocess.Popen(
+        [sys.executable, "-m", "protocol.cli.main", "chain", "serve", "--db", str(db),
+         "--node-key-seed", bytes(range(32)).hex(), "--block-time", "0.1", "--port", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert node.stdout is not None
+        ready, _, _ = select.select([node.stdout], [], [], 60)
+        match = READY.fullmatch(node.stdout.readline().strip()) if ready else None
+        assert match, "the node did not print its ready line"
+        url = match.group(1)
+        capsys.readouterr()
+        assert main(["transfer", "--dest", bob, "--amount", "12.5", "--chain", url,
+                     "--wallet", "alice", *wallets]) == 0
+        assert f"transferred 12.5 tokens from {alice} to {bob}" in capsys.readouterr().out
+        assert main(["account", "--chain", url, "--wallet", "bob", *wallets]) == 0
+        assert "balance    12.5 tokens" in capsys.readouterr().out
+        assert main(["faucet", "--amount", "1", "--chain", url, "--wallet", "bob",
+                     *wallets]) == 1
+        assert "exists only on dev chains" in capsys.readouterr().err
+    finally:
+        node.terminate()
+        node.wait(timeout=30)
+        if node.stdout is not None:
+            node.stdout.close()
+    assert node.returncode == 0
+    assert main(["chain", "verify", "--db", str(db)]) == 0
+    assert "verified:" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("command", [
-    ["chain", "serve"], ["chain", "verify"], ["subnet", "create"], ["subnet", "list"],
-    ["subnet", "show"], ["subnet", "set"], ["register"], ["serve"], ["stake", "add"],
-    ["stake", "remove"], ["transfer"], ["faucet"], ["metagraph"], ["account"]])
+    ["chain", "init"], ["chain", "serve"], ["chain", "verify"], ["subnet", "create"],
+    ["subnet", "list"], ["subnet", "show"], ["subnet", "set"], ["register"], ["serve"],
+    ["stake", "add"], ["stake", "remove"], ["transfer"], ["faucet"], ["metagraph"], ["account"]])
 def test_every_command_has_help_with_examples(command: list[str],
                                               capsys: pytest.CaptureFixture[str]) -> None:
     """--help of each command exits 0 and shows examples."""

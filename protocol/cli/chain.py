@@ -1,4 +1,4 @@
-"""``ensemble chain``: run a chain node (``serve``) and check a chain file (``verify``).
+"""``ensemble chain``: create a chain (``init``), run its node (``serve``), check it (``verify``).
 
 This layer, and only this layer, reads the environment (``ENSEMBLE_PASSWORD`` for an encrypted
 node hotkey, ``ENSEMBLE_WALLET_PATH`` through :func:`default_wallet_root`) and installs signal
@@ -12,12 +12,13 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from protocol.errors import ConfigError
-from protocol.keys import SEED_SIZE, Keypair
+from protocol.keys import SEED_SIZE, Keypair, PublicKey
 from protocol.ledger.errors import CorruptChainError
 from protocol.logging_setup import add_log_options, configure_logging
 
@@ -31,6 +32,7 @@ PASSWORD_ENV = "ENSEMBLE_PASSWORD"  # noqa: S105 - the variable's name, not a pa
 
 _GROUP_EPILOG = """\
 examples:
+  ensemble chain init --db /srv/chain.db --name mynet --authority ens1... --balance ens1...=1000
   ensemble chain serve --db ./dev.db --dev                   dev chain, 1 s blocks, port 8700
   ensemble chain serve --db ./dev.db --dev --block-time 0.2 --port 0
   ensemble chain serve --db /srv/chain.db --wallet node --hotkey authority --host 0.0.0.0
@@ -50,9 +52,22 @@ Prints one line 'chain node listening on URL (height H, chain id X)' when ready,
 SIGINT or SIGTERM after committing the block in production. Only one process may own a chain
 file (it is locked through PATH.lock): other programs connect with --chain URL.
 
-Without --dev the file must already exist (a production chain starts from its genesis). A dev
-chain without a key option uses the well-known dev authority key, so restarts keep producing
-blocks; never fund that key on a real network.
+Without --dev the file must already exist: create a production chain with 'ensemble chain
+init'. A dev chain without a key option uses the well-known dev authority key, so restarts keep
+producing blocks; never fund that key on a real network.
+"""
+
+_INIT_EPILOG = """\
+examples:
+  ensemble chain init --db /srv/chain.db --name mynet --authority ens1<node hotkey> \\
+      --balance ens1<treasury coldkey>=1000000 --balance ens1<owner coldkey>=5000
+
+Creates the chain file of a production (non-dev) chain from its genesis: the chain name, the
+block authorities (the hotkey addresses whose nodes may sign blocks: 'ensemble wallet show'),
+and the initial coldkey balances, which are the whole initial supply (no faucet exists).
+Prints the chain id. Then serve it with an authority's key:
+  ensemble chain serve --db /srv/chain.db --wallet node --hotkey authority --host 0.0.0.0
+An existing file is never overwritten.
 """
 
 _VERIFY_EPILOG = """\
@@ -74,12 +89,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     group.set_defaults(handler=partial(_print_help, group))
     sub = group.add_subparsers(dest="chain_command", metavar="SUBCOMMAND")
 
+    init = sub.add_parser("init", help="create a production chain file from its genesis",
+                          description="Create a non-dev chain file: name, block authorities "
+                                      "and initial balances.",
+                          epilog=_INIT_EPILOG,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    init.add_argument("--db", type=Path, required=True, metavar="PATH",
+                      help="the chain file to create (must not exist)")
+    init.add_argument("--name", required=True, type=_chain_name,
+                      help="the chain's name (1 to 64 characters; part of its id)")
+    init.add_argument("--authority", action="append", required=True, type=_address,
+                      metavar="ADDRESS",
+                      help="a hotkey address allowed to sign blocks (repeat for several)")
+    init.add_argument("--balance", action="append", default=[], type=_balance,
+                      metavar="ADDRESS=TOKENS",
+                      help="an initial coldkey balance (repeat; one entry per address)")
+    init.add_argument("--timestamp-ms", type=_timestamp_ms, default=None, metavar="MS",
+                      help="genesis time, Unix milliseconds (default now); blocks never "
+                           "go below it")
+    init.set_defaults(handler=_cmd_init)
+
     serve = sub.add_parser("serve", help="run a chain node (HTTP API, block production)",
                            description="Run a chain node over a SQLite chain file.",
                            epilog=_SERVE_EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--db", type=Path, required=True, metavar="PATH",
-                       help="the chain file (SQLite); created with --dev if missing")
+                       help="the chain file (SQLite); created with --dev if missing, else "
+                            "made by 'ensemble chain init'")
     serve.add_argument("--dev", action="store_true",
                        help="create a dev chain (faucet enabled) if PATH does not exist")
     serve.add_argument("--block-time", type=_seconds, default=None, metavar="S",
@@ -134,6 +170,37 @@ def _seed_hex(text: str) -> bytes:
     if len(seed) != SEED_SIZE:
         raise argparse.ArgumentTypeError(f"a seed is {2 * SEED_SIZE} hex digits")
     return seed
+
+
+def _chain_name(text: str) -> str:
+    if not 1 <= len(text) <= 64:
+        raise argparse.ArgumentTypeError("a chain name is 1 to 64 characters")
+    return text
+
+
+def _address(text: str) -> str:
+    try:
+        return PublicKey.from_address(text).address
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _balance(text: str) -> tuple[str, int]:
+    from protocol.cli.ledger_cmds import parse_tokens  # noqa: PLC0415 - init-only import
+
+    address, sep, amount = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"write ADDRESS=TOKENS, got {text!r}")
+    try:
+        return _address(address.strip()), parse_tokens(amount)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _timestamp_ms(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"Unix milliseconds, got {text!r}")
+    return int(text)
 
 
 def _print_help(parser: argparse.ArgumentParser, _args: argparse.Namespace) -> int:
@@ -200,6 +267,41 @@ async def _serve_until_signal(node: ChainNode) -> int:
               "recover from the last committed block (see the log above)", file=sys.stderr)
         return EXIT_FAILURE
     print(f"chain node stopped at height {height}", file=sys.stderr, flush=True)
+    return EXIT_OK
+
+
+# --- init -------------------------------------------------------------------------------------
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from protocol.cli.ledger_cmds import format_tokens  # noqa: PLC0415
+    from protocol.ledger.chain import Chain, ChainConfig  # noqa: PLC0415
+    from protocol.ledger.genesis import Genesis  # noqa: PLC0415
+
+    db = Path(args.db)
+    if db.exists():
+        raise ConfigError(f"{db} already exists; a chain file is created once (choose another "
+                          "path, or serve this one with 'ensemble chain serve')")
+    addresses = [address for address, _ in args.balance]
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError("each address may have one --balance entry")
+    if len(set(args.authority)) != len(args.authority):
+        raise ConfigError("each --authority may be given once")
+    timestamp_ms = args.timestamp_ms if args.timestamp_ms is not None else time.time_ns() // 10**6
+    genesis = Genesis(chain_name=args.name, authorities=tuple(args.authority),
+                      timestamp_ms=timestamp_ms, balances=tuple(args.balance))
+    # Any key may create and read a chain; only an authority's key produces its blocks.
+    Chain.open(db, ChainConfig(node_key=Keypair(os.urandom(SEED_SIZE)), genesis=genesis)).close()
+    supply = sum(amount for _, amount in genesis.balances)
+    print(f"created chain '{genesis.chain_name}' in {db}")
+    print(f"  chain id      {genesis.chain_id.hex()}")
+    print(f"  authorities   {len(genesis.authorities)}")
+    for address in genesis.authorities:
+        print(f"                {address}")
+    print(f"  balances      {len(genesis.balances)} accounts, {format_tokens(supply)} tokens "
+          "in all")
+    print(f"next: ensemble chain serve --db {db} --wallet WALLET --hotkey HOTKEY "
+          "(an authority's key)")
     return EXIT_OK
 
 

@@ -224,7 +224,7 @@ def _chain_config(db_path: Path, *, dev: bool, block_time: float | None,
             store.close()
     elif not dev:
         raise ConfigError(f"{db_path} does not exist; pass --dev to create a dev chain there "
-                          "(a production chain starts from its genesis)")
+                          "or create a production chain with 'ensemble chain init'")
     key = node_key if node_key is not None else dev_authority_key() if dev else None
     if key is None:
         raise ConfigError("a non-dev chain needs this node's block key "
