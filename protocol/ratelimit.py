@@ -31,6 +31,11 @@ class RateLimiter:
         self._config = config
         self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
 
+    @property
+    def rate(self) -> float:
+        """Tokens added per second."""
+        return self._config.rate
+
     def __len__(self) -> int:
         return len(self._buckets)
 

@@ -364,3 +364,14 @@ def test_parse_tokens_is_exact() -> None:
 def test_format_then_parse_is_identity(units: int) -> None:
     """format_tokens prints every amount so that parse_tokens gives back the same units."""
     assert parse_tokens(format_tokens(units)) == units
+
+
+@pytest.mark.parametrize("value", ["-1", "fast", "nan", "2000000"])
+def test_serve_refuses_a_bad_rate_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        value: str) -> None:
+    """--rate-limit takes 0 (off) to 1e6 requests/s; anything else is a usage error."""
+    with pytest.raises(SystemExit) as info:
+        main(["chain", "serve", "--db", str(tmp_path / "c.db"), "--dev", "--rate-limit", value])
+    assert info.value.code == 2
+    assert "--rate-limit" in capsys.readouterr().err
+    assert not (tmp_path / "c.db").exists()

@@ -343,3 +343,47 @@ async def test_answers_are_msgpack_maps(node: ChainNode, http: aiohttp.ClientSes
         account = codec.unpack(await resp.read())
     assert account == {"address": OWNER.address, "balance": 0, "nonce": 0, "next_nonce": 0,
                        "stakes": [], "staked_on": 0, "owner": None}
+
+
+# --- per-address rate limit ---------------------------------------------------------------------
+
+
+async def test_a_flooding_client_gets_429_with_retry_after(tmp_path: Path) -> None:
+    """Past its burst one address gets 429 ``too_many_requests`` with Retry-After, on every
+    endpoint; a typed NodeError reaches RemoteLedger users; the node keeps producing blocks."""
+    from protocol.ledger.remote import NodeError  # noqa: PLC0415
+    from protocol.ratelimit import RateLimitConfig  # noqa: PLC0415
+
+    limit = RateLimitConfig(rate=1.0, burst=3.0)
+    async with running_node(tmp_path / "chain.db", rate_limit=limit, limit_loopback=True) as n, \
+            aiohttp.ClientSession() as session:
+        statuses = []
+        for path in ("/health", "/v1/blocks/head", "/v1/subnets", "/health"):
+            async with session.get(n.url + path) as response:
+                statuses.append(response.status)
+                last_headers, last_body = response.headers, await response.read()
+        assert statuses == [200, 200, 200, 429]
+        assert 0 < float(last_headers["Retry-After"]) <= 1
+        assert ErrorBody.decode(last_body).code == "too_many_requests"
+        height = n.head.height
+        async with RemoteLedger(n.url) as remote:
+            with pytest.raises(NodeError, match="requests/s") as info:
+                await remote.subnets()
+        assert info.value.retry_after is not None
+        await asyncio.sleep(4 * FAST_BLOCK)
+        assert n.head.height > height  # blocks go on whatever the flood
+        sample = n.metrics.registry.get_sample_value(
+            "ensemble_chain_http_requests_total", {"endpoint": "/health", "status": "429"})
+        assert sample == 1.0
+
+
+async def test_local_clients_are_not_limited_by_default(tmp_path: Path) -> None:
+    """A local network's processes all come from 127.0.0.1: by default they are exempt."""
+    from protocol.ratelimit import RateLimitConfig  # noqa: PLC0415
+
+    async with running_node(tmp_path / "chain.db", rate_limit=RateLimitConfig(rate=1.0,
+                                                                           burst=1.0)) as n, \
+            aiohttp.ClientSession() as session:
+        for _ in range(20):
+            async with session.get(n.url + "/health") as response:
+                assert response.status == 200

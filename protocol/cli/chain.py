@@ -124,6 +124,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
     serve.add_argument("--port", type=_port, default=8700,
                        help="TCP port, 0 = any free port (default 8700)")
+    serve.add_argument("--rate-limit", type=_rate, default=50.0, metavar="N",
+                       help="requests per second per client IP address, bursts of 4N, 429 "
+                            "beyond; clients on this machine are exempt; 0 = no limit "
+                            "(default 50)")
     keys = serve.add_argument_group("block key (the chain's authority; optional on dev chains)")
     keys.add_argument("--node-key-seed", type=_seed_hex, metavar="HEX",
                       help="the 32-byte seed of the block key, as 64 hex digits")
@@ -153,6 +157,17 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not 0 < value <= 3600:
         raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
+    return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of requests per second: {text!r}") \
+            from None
+    if not 0 <= value <= 1e6:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) to 1000000 requests per second")
     return value
 
 
@@ -239,8 +254,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from protocol.ledger.node import ChainNode, NodeConfig  # noqa: PLC0415 - light start-up
 
     configure_logging(args.log_format, args.log_level)
+    from protocol.ratelimit import RateLimitConfig  # noqa: PLC0415
+
+    limit = RateLimitConfig(rate=args.rate_limit, burst=4 * args.rate_limit) \
+        if args.rate_limit > 0 else None
     config = NodeConfig(host=args.host, port=args.port, dev=args.dev,
-                        block_time=args.block_time)
+                        block_time=args.block_time, rate_limit=limit)
     node = ChainNode(args.db, config, node_key=_node_key(args))
     return asyncio.run(_serve_until_signal(node))
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from protocol.clock import Clock, SystemClock
 from protocol.errorbody import ErrorBody, retry_after_header
-from protocol.errors import AddressError, ConfigError, WireError
+from protocol.errors import AddressError, ConfigError, RateLimitedError, WireError
 from protocol.keys import Keypair, decode_address
 from protocol.ledger.api_wire import (
     ChainDescription,
@@ -62,6 +63,7 @@ from protocol.ledger.interface import EmbeddedLedger
 from protocol.ledger.metagraph_wire import metagraph_to_wire
 from protocol.ledger.tx import MAX_TX_BYTES, decode_tx
 from protocol.ledger.wire import U16_MAX, U64_MAX
+from protocol.ratelimit import RateLimitConfig, RateLimiter
 
 __all__ = ["MSGPACK", "ChainNode", "NodeConfig", "NodeMetrics", "submit_status"]
 
@@ -91,6 +93,10 @@ class NodeConfig:
         request_timeout: seconds any request may take in total, body upload included
             (504 beyond); must exceed ``long_poll_max``.
         max_tx_bytes: the largest ``POST /v1/tx`` body (413 beyond).
+        rate_limit: requests per second (and burst) per client IP address, 429 beyond;
+            ``None``: no limit.
+        limit_loopback: whether clients on this machine (127.0.0.0/8, ::1) are limited too;
+            off by default, because a local network's every process shares one address.
     """
 
     host: str = "127.0.0.1"
@@ -100,6 +106,12 @@ class NodeConfig:
     long_poll_max: float = 30.0
     request_timeout: float = 60.0
     max_tx_bytes: int = MAX_TX_BYTES
+    # 50 requests/s with bursts of 200 per address: a miner, validator or router follows the
+    # chain with a few requests per block; a flood from one address cannot starve the others
+    # or the block timer.
+    rate_limit: RateLimitConfig | None = field(
+        default_factory=lambda: RateLimitConfig(rate=50.0, burst=200.0))
+    limit_loopback: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= U16_MAX:
@@ -186,6 +198,8 @@ class ChainNode:
         self._next_block = asyncio.Event()
         #: Set when block production failed; the node should then be stopped and restarted.
         self.failed = asyncio.Event()
+        limit = self.config.rate_limit
+        self._limiter = None if limit is None else RateLimiter(limit)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -314,6 +328,7 @@ class ChainNode:
     async def _errors(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         """Every failure becomes a typed error body; every request runs under the timeout."""
         try:
+            self._check_rate(request)
             async with asyncio.timeout(self.config.request_timeout):
                 response = await handler(request)
         except _ApiError as exc:
@@ -331,6 +346,24 @@ class ChainNode:
         endpoint = resource.canonical if resource is not None else "unknown"
         self.metrics.requests.labels(endpoint, str(response.status)).inc()
         return response
+
+    def _check_rate(self, request: web.Request) -> None:
+        """Charge one request to the client's address (raises a 429 when its bucket is empty)."""
+        peer = request.remote
+        if self._limiter is None or not peer:
+            return
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return  # not an IP peer (a unix socket): nothing to key on
+        if address.is_loopback and not self.config.limit_loopback:
+            return
+        try:
+            self._limiter.acquire(address.packed, asyncio.get_running_loop().time())
+        except RateLimitedError as exc:
+            raise _ApiError(429, "too_many_requests",
+                            f"more than {self._limiter.rate:g} requests/s from {peer}",
+                            retry_after=exc.retry_after) from None
 
     # --- transactions ---------------------------------------------------------------------------
 
