@@ -141,8 +141,11 @@ def _run_model(args: argparse.Namespace) -> int:
     hotkey = load_hotkey(args)
     coldkey = _coldkey_if_registering(args)
     caps = tuple(c for c in args.capabilities.split(",") if c)
+    # Progress bars only for a person watching a terminal: in log files they are noise, and
+    # they would break JSON logs' one object per line.
+    bars = args.log_format == "text" and sys.stderr.isatty()
     backend = load_backend(args.model, BackendOptions(device=args.device, max_batch=args.max_batch,
-                                                      capabilities=caps))
+                                                      capabilities=caps, progress_bars=bars))
     config = MinerConfig(netuid=args.netuid, host=args.host, port=args.port,
                          external_host=args.external_host, min_stake=args.min_stake,
                          max_concurrent=args.max_batch, register=args.register)

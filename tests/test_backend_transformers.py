@@ -273,3 +273,14 @@ async def test_deadline_while_queued_is_a_504(backend: TransformersBackend) -> N
     # The abandoned request is queued ahead of this one, so it has been dropped by now.
     assert (await backend.generate(greedy("32+97="), NEVER)).text == "129"
     assert backend.finished["cancelled"] == cancelled_before + 1
+
+
+@pytest.mark.parametrize("bars", [False, True])
+def test_loading_progress_bars_only_when_asked(capfd: pytest.CaptureFixture[str],
+                                               bars: bool) -> None:
+    """transformers' 'Loading weights' bar reaches stderr only with ``progress_bars``: miners
+    writing log files or JSON logs stay free of it."""
+    backend = TransformersBackend.load(TransformersConfig(model_dir=str(MODEL_DIR),
+                                                          progress_bars=bars))
+    asyncio.run(backend.aclose())
+    assert ("Loading weights" in capfd.readouterr().err) is bars

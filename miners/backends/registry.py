@@ -27,6 +27,9 @@ class BackendOptions:
     capabilities: tuple[str, ...] = ()
     dtype: str = "float32"
     seed: int = 0
+    #: Model-loading progress bars on stderr (for a person at a terminal; see
+    #: :class:`~miners.backends.transformers_backend.TransformersConfig`).
+    progress_bars: bool = False
 
 
 def load_backend(spec: str, options: BackendOptions = BackendOptions()) -> Backend:
@@ -58,5 +61,6 @@ def load_backend(spec: str, options: BackendOptions = BackendOptions()) -> Backe
                  if v is not None}
     config = TransformersConfig(model_dir=spec, device=options.device,
                                 capabilities=options.capabilities, dtype=options.dtype,
-                                seed=options.seed, **overrides)  # type: ignore[arg-type]
+                                seed=options.seed, progress_bars=options.progress_bars,
+                                **overrides)  # type: ignore[arg-type]
     return TransformersBackend.load(config)

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from miners.backends import Delta, prompt_text
 from miners.backends.stopping import Assembler
@@ -82,6 +83,10 @@ class TransformersConfig:
     #: torch intra-op threads, set process-wide by :meth:`TransformersBackend.load`; 0 leaves
     #: torch's setting. Small models want 1: extra threads only spin against other processes.
     threads: int = 0
+    #: Show transformers' "Loading weights" progress bars. They are process-wide in
+    #: transformers, and written to stderr: only for a person at a terminal, never in log files
+    #: or JSON logs (where they would break one-object-per-line).
+    progress_bars: bool = False
 
 
 class _Closed(Exception):
@@ -160,6 +165,10 @@ class TransformersBackend:
                               "batch_window_ms and batch_gap_ms >= 0")
         if config.threads > 0:
             torch.set_num_threads(config.threads)
+        if config.progress_bars:
+            hf_logging.enable_progress_bar()
+        else:
+            hf_logging.disable_progress_bar()
         try:
             device = torch.device(config.device)
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
