@@ -166,9 +166,9 @@ class TransformersBackend:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         if config.progress_bars:
-            hf_logging.enable_progress_bar()
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         else:
-            hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
         try:
             device = torch.device(config.device)
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
