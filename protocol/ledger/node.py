@@ -359,7 +359,7 @@ class ChainNode:
         if address.is_loopback and not self.config.limit_loopback:
             return
         try:
-            self._limiter.acquire(address.packed, asyncio.get_running_loop().time())
+            self._limiter.acquire(address.packed, self._clock.monotonic())
         except RateLimitedError as exc:
             raise _ApiError(429, "too_many_requests",
                             f"more than {self._limiter.rate:g} requests/s from {peer}",
