@@ -47,7 +47,7 @@ from examples.report import DemoResults, EpochPoint, is_png, spearman, write_rep
 from miners.echo import EchoChunk, EchoRequest, EchoResponse
 from miners.models.addition import Problem, held_out_problems, is_correct
 from protocol import envelope
-from protocol.client import Client, Target, Timeouts
+from protocol.client import Client, Target, Timeouts, endpoint_url
 from protocol.keys import Keypair
 from protocol.ledger import UNITS_PER_TOKEN
 from protocol.ledger.remote import RemoteLedger
@@ -273,7 +273,7 @@ async def single_miner_accuracy(network: Network, names: dict[str, str],
             name, endpoint = names.get(hotkey), mg.endpoints[i]
             if name not in label or endpoint is None:
                 continue
-            target = Target(hotkey, f"http://{endpoint.host}:{endpoint.port}")
+            target = Target(hotkey, endpoint_url(endpoint.host, endpoint.port))
             # The validators keep the miners busy and a busy miner refuses at once: a few
             # requests at a time, each retried, so accuracy measures answers, not admission.
             gate = asyncio.Semaphore(MINER_BATCH)

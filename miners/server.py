@@ -33,6 +33,7 @@ from aiohttp import web
 from miners.admission import Admission, AdmissionConfig
 from miners.metrics import MinerMetrics
 from protocol import codec, envelope, stream
+from protocol.client import endpoint_url
 from protocol.clock import Clock, SystemClock
 from protocol.errorbody import ErrorBody, retry_after_header
 from protocol.errors import (
@@ -201,7 +202,7 @@ class MinerServer:
     @property
     def url(self) -> str:
         """``http://host:port`` of the running server."""
-        return f"http://{self.config.host}:{self.port}"
+        return endpoint_url(self.config.host, self.port)
 
     def build_app(self) -> web.Application:
         """Return the aiohttp application (also usable with aiohttp's test utilities)."""

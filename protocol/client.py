@@ -66,6 +66,13 @@ class ClientConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
+def endpoint_url(host: str, port: int) -> str:
+    """``http://host:port`` for a host name or IP address (a bare IPv6 address bracketed)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """A miner to query: its hotkey address and base URL (``http://host:port``)."""

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from protocol.client import Client, Target, Timeouts
+from protocol.client import Client, Target, Timeouts, endpoint_url
 from protocol.clock import Clock
 from protocol.errors import RemoteError
 from protocol.ledger.interface import Ledger
@@ -23,14 +23,9 @@ from protocol.messages import ROUTE_INFO, InfoRequest, InfoResponse
 from router.candidates import Candidate, CandidatePool
 from router.config import RouterConfig
 
-__all__ = ["Directory", "Snapshot", "candidates_from", "endpoint_url"]
+__all__ = ["Directory", "Snapshot", "candidates_from"]
 
 log = logging.getLogger("ensemble.router")
-
-
-def endpoint_url(host: str, port: int) -> str:
-    """The base URL of a published endpoint (IPv6 hosts bracketed)."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)

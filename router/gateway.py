@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from protocol.client import endpoint_url
 from router.apikeys import APIKey, APIKeyStore
 from router.errors import RouterError, RouterInputError
 from router.openai_wire import (
@@ -135,7 +136,7 @@ class Gateway:
     @property
     def url(self) -> str:
         """``http://host:port`` of the running gateway."""
-        return f"http://{self.config.host}:{self.port}"
+        return endpoint_url(self.config.host, self.port)
 
     # --- cross-cutting -----------------------------------------------------------------------
 

@@ -11,9 +11,17 @@ import pytest
 from aiohttp import web
 
 from miners.echo import EchoRequest, EchoResponse
-from miners.server import CallContext, MinerServer
+from miners.server import CallContext, MinerServer, ServerConfig
 from protocol import envelope
-from protocol.client import Client, ClientConfig, QueryResult, Target, Timeouts, result_summary
+from protocol.client import (
+    Client,
+    ClientConfig,
+    QueryResult,
+    Target,
+    Timeouts,
+    endpoint_url,
+    result_summary,
+)
 from protocol.clock import ManualClock
 from protocol.errorbody import ErrorBody
 from protocol.errors import (
@@ -415,3 +423,31 @@ async def test_client_needs_async_with(caller_key: Keypair, target: Target) -> N
     """Querying outside ``async with`` is a programming error, reported clearly."""
     with pytest.raises(RuntimeError, match="async with"):
         await Client(caller_key).query(target, "echo", HELLO, EchoResponse)
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:8091"), ("miner.example", "http://miner.example:8091"),
+    ("::1", "http://[::1]:8091"), ("[::1]", "http://[::1]:8091"),
+    ("2001:db8::7", "http://[2001:db8::7]:8091")])
+def test_endpoint_url_brackets_ipv6_hosts(host: str, url: str) -> None:
+    """One URL form for every published endpoint and served address."""
+    assert endpoint_url(host, 8091) == url
+
+
+async def test_a_miner_on_ipv6_loopback_answers_at_its_url(caller_key: Keypair,
+                                                           miner_key: Keypair) -> None:
+    """A miner bound to ::1 reports a usable URL, and a signed query reaches it."""
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    async with running_miner(miner_key, ServerConfig(host="::1")) as server, \
+            Client(caller_key) as client:
+        assert server.url == f"http://[::1]:{server.port}"
+        result = await client.query(Target(server.address, server.url), "echo", HELLO,
+                                    EchoResponse)
+    assert result.ok, result.error
+    assert result.response is not None
+    assert result.response.text == "hello"

@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from protocol.client import Client, QueryResult, Target, Timeouts
+from protocol.client import Client, QueryResult, Target, Timeouts, endpoint_url
 from protocol.keys import Keypair
 from protocol.ledger.builders import TxBuilder
 from protocol.ledger.errors import LedgerError, NoSuchItemError, TxRejected
@@ -118,11 +118,6 @@ class ValidatorMetrics:
 def derive_secret(hotkey: Keypair) -> bytes:
     """A stable secret from the hotkey seed: private, and the same after a restart."""
     return hashlib.sha256(b"ensemblenet/validator-secret/v1" + hotkey.seed).digest()
-
-
-def endpoint_url(host: str, port: int) -> str:
-    """The base URL of a published endpoint (IPv6 hosts bracketed)."""
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class Validator:
@@ -383,5 +378,4 @@ def _epochs_between(start: int, end: int, netuid: int, tempo: int) -> int:
     return upto(end) - upto(start)
 
 
-__all__: Sequence[str] = ("StepReport", "Validator", "ValidatorConfig", "derive_secret",
-                          "endpoint_url")
+__all__: Sequence[str] = ("StepReport", "Validator", "ValidatorConfig", "derive_secret")

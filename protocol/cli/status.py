@@ -31,6 +31,7 @@ from protocol.cli.ledger_cmds import (
     format_tokens,
     short_address,
 )
+from protocol.client import endpoint_url
 from protocol.errors import EnsembleError
 from protocol.ledger.interface import Ledger
 from protocol.ledger.metagraph import Metagraph
@@ -84,9 +85,7 @@ class Snapshot:
 
 
 def _url(host: str, port: int) -> str:
-    if ":" in host and not host.startswith("["):  # a bare IPv6 address
-        host = f"[{host}]"
-    return f"http://{host}:{port}/health"
+    return endpoint_url(host, port) + "/health"
 
 
 async def probe_health(session: Any, host: str, port: int,

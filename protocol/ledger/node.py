@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from protocol.client import endpoint_url
 from protocol.clock import Clock, SystemClock
 from protocol.errorbody import ErrorBody, retry_after_header
 from protocol.errors import AddressError, ConfigError, RateLimitedError, WireError
@@ -288,8 +289,7 @@ class ChainNode:
     @property
     def url(self) -> str:
         """``http://host:port`` of the running node."""
-        host = self.config.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return endpoint_url(self.config.host, self.port)
 
     @property
     def head(self) -> Head:
