@@ -16,13 +16,11 @@ under cProfile and writes the stats to PATH when it stops.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import cProfile
 import hashlib
-import os
-import signal
 import sys
+
+import _serving
 
 from miners.admission import AdmissionConfig
 from miners.echo import add_echo_routes
@@ -44,53 +42,14 @@ def bench_config(host: str = "127.0.0.1", port: int = 0) -> ServerConfig:
                         admission=BENCH_ADMISSION)
 
 
-def _stop_on_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Stop when stdin reaches end of file: the parent died or closed the pipe, however it ended."""
-    fd = sys.stdin.fileno()
-
-    def readable() -> None:
-        if not os.read(fd, 4096):
-            loop.remove_reader(fd)
-            stop.set()
-
-    loop.add_reader(fd, readable)
-
-
-async def serve(host: str, port: int, watch_stdin: bool = False) -> None:
+async def serve(host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve the signed echo, print ``PORT ADDRESS``, return once ``stop`` is set."""
     server = MinerServer(Keypair(MINER_SEED), bench_config(host, port))
     add_echo_routes(server)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if watch_stdin:
-        _stop_on_stdin_eof(loop, stop)
     async with server:
         print(server.port, server.address, flush=True)
         await stop.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--exit-on-stdin-eof", action="store_true",
-                        help="also stop when stdin closes (so a parent that dies takes us along)")
-    parser.add_argument("--profile", metavar="PATH", default=os.environ.get(PROFILE_ENV) or None,
-                        help=f"run under cProfile and write the stats to PATH on exit "
-                             f"(default: ${PROFILE_ENV})")
-    args = parser.parse_args(argv)
-    profiler = cProfile.Profile() if args.profile else None
-    if profiler is not None:
-        profiler.enable()
-    try:
-        asyncio.run(serve(args.host, args.port, args.exit_on_stdin_eof))
-    finally:
-        if profiler is not None:
-            profiler.disable()
-            profiler.dump_stats(args.profile)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_serving.main(serve, __doc__.splitlines()[0], profile_env=PROFILE_ENV))
