@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -24,10 +26,16 @@ async def next_tick(meter: StallMeter) -> None:
     raise AssertionError("the meter did not tick")
 
 
-async def started(meter: StallMeter) -> asyncio.Task[None]:
+@asynccontextmanager
+async def running(meter: StallMeter) -> AsyncIterator[None]:
+    """Run the meter (it has ticked once on entry); cancel it on leaving."""
     task = asyncio.create_task(meter.run())
-    await next_tick(meter)
-    return task
+    try:
+        await next_tick(meter)
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_nothing_is_booked_while_the_meter_is_not_running() -> None:
@@ -40,8 +48,7 @@ async def test_nothing_is_booked_while_the_meter_is_not_running() -> None:
 async def test_a_pause_counts_while_it_lasts_and_is_booked_at_the_next_tick() -> None:
     clock = ManualClock()
     meter = StallMeter(CONFIG, clock)
-    task = await started(meter)
-    try:
+    async with running(meter):
         clock.advance(0.5)
         # Seen before the meter's own (late) tick runs: a deadline check may come first.
         in_progress = meter.stalled()
@@ -49,41 +56,32 @@ async def test_a_pause_counts_while_it_lasts_and_is_booked_at_the_next_tick() ->
         await next_tick(meter)
         assert meter.stalls == 1
         assert meter.stalled() == pytest.approx(in_progress)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_jitter_under_the_threshold_is_never_booked() -> None:
     clock = ManualClock()
     meter = StallMeter(CONFIG, clock)
-    task = await started(meter)
-    try:
+    async with running(meter):
         for _ in range(5):
             clock.advance(CONFIG.threshold_s)  # late by threshold - tick: not a stall
             assert meter.stalled() == 0.0
             await next_tick(meter)
         assert meter.stalls == 0
         assert meter.stalled() == 0.0
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_the_total_never_decreases_and_stays_after_the_meter_stops() -> None:
     clock = ManualClock()
     meter = StallMeter(CONFIG, clock)
-    task = await started(meter)
     readings = []
-    for pause in (0.1, 0.0, 0.3, 0.05):
-        clock.advance(pause)
-        readings.append(meter.stalled())
-        await next_tick(meter)
-        readings.append(meter.stalled())
-    clock.advance(1.0)
-    readings.append(meter.stalled())  # a pause in progress when the meter stops...
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(meter):
+        for pause in (0.1, 0.0, 0.3, 0.05):
+            clock.advance(pause)
+            readings.append(meter.stalled())
+            await next_tick(meter)
+            readings.append(meter.stalled())
+        clock.advance(1.0)
+        readings.append(meter.stalled())  # a pause in progress when the meter stops...
     assert readings == sorted(readings)
     assert meter.stalled() == pytest.approx(readings[-1])  # ...is kept,
     clock.advance(10.0)
@@ -93,15 +91,11 @@ async def test_the_total_never_decreases_and_stays_after_the_meter_stops() -> No
 async def test_a_real_blocked_loop_is_measured() -> None:
     """The real clock: blocking the loop for 0.3 s books at least 0.3 s of stall."""
     meter = StallMeter(StallConfig(), SystemClock())
-    task = await started(meter)
-    try:
+    async with running(meter):
         before = meter.stalled()
         time.sleep(0.3)  # noqa: ASYNC251 - blocking the loop is the point
         await next_tick(meter)
         assert meter.stalled() - before >= 0.3 - StallConfig().tick_s
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 @pytest.mark.parametrize("field", ["tick_s", "threshold_s"])
