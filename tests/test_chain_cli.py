@@ -283,9 +283,9 @@ def test_init_refuses_duplicates_and_never_overwrites(
     """A repeated address is refused; an existing file is left byte for byte as it was."""
     db = tmp_path / "prod.db"
     assert init_chain(db, "--balance", f"{SOMEONE}=1", "--balance", f"{SOMEONE}=2") == 1
-    assert "one --balance entry" in capsys.readouterr().err
+    assert "genesis balances name an address twice" in capsys.readouterr().err
     assert init_chain(db, "--authority", AUTHORITY.address) == 1
-    assert "may be given once" in capsys.readouterr().err
+    assert "authorities must be unique" in capsys.readouterr().err
     assert not db.exists()
     assert init_chain(db) == 0
     before = db.read_bytes()

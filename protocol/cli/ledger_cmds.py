@@ -149,7 +149,8 @@ def _seconds_arg(text: str) -> float:
     return value
 
 
-def _address_arg(text: str) -> str:
+def address_arg(text: str) -> str:
+    """argparse type: an address with a valid checksum (a usage error otherwise)."""
     try:
         decode_address(text)
     except ValueError as exc:
@@ -260,7 +261,7 @@ def register(subparsers: _SubParsers) -> None:
                         summary="Send tokens from the wallet's coldkey to an address.",
                         examples="  ensemble transfer --dest ens1... --amount 1.5 "
                                  "--wallet alice\n", notes=_CHAIN_NOTE)
-    transfer.add_argument("--dest", type=_address_arg, required=True, metavar="ADDRESS",
+    transfer.add_argument("--dest", type=address_arg, required=True, metavar="ADDRESS",
                           help="the receiving address (ens1...)")
     transfer.add_argument("--amount", type=_tokens_arg, required=True, metavar="TOKENS",
                           help="tokens to send, e.g. 1.5")
@@ -274,7 +275,7 @@ def register(subparsers: _SubParsers) -> None:
     faucet.add_argument("--amount", type=_tokens_arg, metavar="TOKENS",
                         default=parse_tokens(DEFAULT_FAUCET_TOKENS),
                         help=f"tokens to mint (default {DEFAULT_FAUCET_TOKENS})")
-    faucet.add_argument("--dest", type=_address_arg, metavar="ADDRESS",
+    faucet.add_argument("--dest", type=address_arg, metavar="ADDRESS",
                         help="receiving address (default: the wallet's coldkey)")
     metagraph = _command(subparsers, "metagraph", [chain, wallet], _metagraph,
                          summary="Show a subnet's neurons: stake, epoch outputs, endpoints.",
@@ -285,7 +286,7 @@ def register(subparsers: _SubParsers) -> None:
                        summary="Show an account: balance, sequence number, stake.",
                        examples="  ensemble account --wallet alice\n"
                                 "  ensemble account --address ens1...\n", notes=_CHAIN_NOTE)
-    account.add_argument("--address", type=_address_arg, metavar="ADDRESS",
+    account.add_argument("--address", type=address_arg, metavar="ADDRESS",
                          help="any address (default: the wallet's coldkey)")
 
 
@@ -354,7 +355,7 @@ def _add_stake(sub: _SubParsers, chain: argparse.ArgumentParser,
                                    "ens1...\n")
         parser.add_argument("--amount", type=_tokens_arg, required=True, metavar="TOKENS",
                             help="tokens, e.g. 10 or 0.25")
-        parser.add_argument("--hotkey-address", type=_address_arg, metavar="ADDRESS",
+        parser.add_argument("--hotkey-address", type=address_arg, metavar="ADDRESS",
                             help="the hotkey (default: the wallet's --hotkey); another "
                                  "coldkey's registered hotkey delegates")
 
