@@ -157,12 +157,23 @@ class Client:
         body = message.encode()
         headers, digest = self._sign(target, route, body, t.total)
         session = self._require_session()
+        now = asyncio.get_running_loop().time()
+        total_at = now + t.total
+        first_byte_at = min(now + t.first_byte, total_at)
+        resp: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout(t.total):
-                resp = await self._post(session, target, route, body, headers, t)
+            # One timer serves both deadlines: it first fires at the first-byte deadline, and
+            # moves to the total deadline once the headers are in (a timer costs a heap entry
+            # and a Python-level comparison per sift, on every request).
+            async with asyncio.timeout_at(first_byte_at) as timer:
+                resp = await self._send(session, target, route, body, headers, t)
+                timer.reschedule(total_at)
                 async with resp:
                     data = await self._read_capped(resp)
         except TimeoutError:
+            if resp is None and first_byte_at < total_at:
+                raise QueryTimeout(f"no response headers within {t.first_byte} s",
+                                   phase="first_byte") from None
             raise QueryTimeout(f"no complete answer within {t.total} s", phase="total") from None
         return self._verify_unary(target, resp, data, digest, response_type)
 
@@ -184,22 +195,31 @@ class Client:
 
     async def _post(self, session: aiohttp.ClientSession, target: Target, route: str,
                     body: bytes, headers: dict[str, str], t: Timeouts) -> aiohttp.ClientResponse:
-        """POST and wait for the response headers, mapping failures to typed errors."""
-        url = f"{target.url}{envelope.ROUTE_PREFIX}{route}"
-        timeout = _client_timeout(t.connect)
+        """POST and wait for the response headers within the first-byte deadline."""
         try:
             async with asyncio.timeout(t.first_byte):
-                # No redirects: a miner must answer itself, not send validators' signed requests
-                # to a URL of its choosing (another service on their network, for instance).
-                return await session.post(url, data=body, headers=headers, timeout=timeout,
-                                          allow_redirects=False)
-        except aiohttp.ServerTimeoutError:
-            # Before ``TimeoutError``: aiohttp's connect timeout is also a TimeoutError subclass.
-            raise QueryTimeout(f"could not connect within {t.connect} s",
-                               phase="connect") from None
+                return await self._send(session, target, route, body, headers, t)
         except TimeoutError:
             raise QueryTimeout(f"no response headers within {t.first_byte} s",
                                phase="first_byte") from None
+
+    async def _send(self, session: aiohttp.ClientSession, target: Target, route: str,
+                    body: bytes, headers: dict[str, str], t: Timeouts) -> aiohttp.ClientResponse:
+        """POST and return once the response headers are in, mapping failures to typed errors.
+
+        Applies the connect deadline only; the caller bounds the whole wait.
+        """
+        url = f"{target.url}{envelope.ROUTE_PREFIX}{route}"
+        try:
+            # No redirects: a miner must answer itself, not send validators' signed requests
+            # to a URL of its choosing (another service on their network, for instance).
+            return await session.post(url, data=body, headers=headers,
+                                      timeout=_client_timeout(t.connect), allow_redirects=False)
+        except aiohttp.ServerTimeoutError:
+            # aiohttp's connect timeout; a subclass of TimeoutError, so it must not escape as
+            # one (the caller's deadline handling would take it for its own).
+            raise QueryTimeout(f"could not connect within {t.connect} s",
+                               phase="connect") from None
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailed(f"cannot connect to {target.url}: {exc.os_error}") from None
         except aiohttp.ClientError as exc:
@@ -243,11 +263,11 @@ class Client:
         """Return the verified receipt; None if absent on an error; raise if forged."""
         if envelope.H_RECEIPT_SIGNATURE not in resp.headers and resp.status != 200:
             return None
+        body_digest = envelope.sha256(data)
         receipt = envelope.Receipt.from_headers(resp.headers, request_digest=request_digest,
-                                                status=resp.status,
-                                                body_digest=envelope.sha256(data))
+                                                status=resp.status, body_digest=body_digest)
         receipt.verify(request_digest=request_digest, status=resp.status,
-                       body_digest=envelope.sha256(data), miner=target.public_key)
+                       body_digest=body_digest, miner=target.public_key)
         return receipt
 
     # --- streaming --------------------------------------------------------------------------

@@ -47,10 +47,10 @@ class Message:
 
     def to_wire(self) -> dict[str, Any]:
         """Return the plain (msgpack-ready) map of this message, version first."""
-        out: dict[str, Any] = {VERSION_KEY: self.VERSION}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            out[f.name] = _to_plain(getattr(self, f.name))
-        return out
+        to_plain = _ENCODERS.get(type(self))
+        if to_plain is None:
+            to_plain = _ENCODERS[type(self)] = _build_encoder(type(self))
+        return to_plain(self)
 
     def encode(self) -> bytes:
         """Return the canonical msgpack bytes of this message."""
@@ -70,6 +70,30 @@ class Message:
     def from_wire(cls: type[M], value: Any, path: str = "") -> M:
         """Validate a decoded plain value into this message type (see :meth:`decode`)."""
         return _compiled(cls)(value, path)  # type: ignore[no-any-return]
+
+
+# Types msgpack encodes as they are: most fields hold one, and need no conversion.
+_PLAIN_TYPES = frozenset((str, bytes, int, float, bool, type(None)))
+_ENCODERS: dict[type[Message], Callable[[Any], dict[str, Any]]] = {}
+
+
+def _build_encoder(cls: type[Message]) -> Callable[[Any], dict[str, Any]]:
+    """Build the function turning a ``cls`` instance into its plain map (once per class).
+
+    Messages sit on every request's path; reading the field names once, instead of calling
+    ``dataclasses.fields`` per message, halves the cost of encoding a small one.
+    """
+    names = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    version = cls.VERSION
+
+    def to_plain(message: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {VERSION_KEY: version}
+        for name in names:
+            value = getattr(message, name)
+            out[name] = value if type(value) in _PLAIN_TYPES else _to_plain(value)
+        return out
+
+    return to_plain
 
 
 def _to_plain(value: Any) -> Any:
@@ -96,8 +120,11 @@ def _compiled(cls: type[Message]) -> _Check:
 def _build(cls: type[Message]) -> _Check:
     """Build the validator of ``cls`` from its dataclass fields and type hints."""
     hints = typing.get_type_hints(cls)
-    fields = [(f, _checker(hints[f.name], f.metadata)) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    names = {f.name for f, _ in fields}
+    specs = tuple(
+        (f.name, _checker(hints[f.name], f.metadata),
+         f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    allowed = frozenset(name for name, _, _ in specs) | {VERSION_KEY}
     version = cls.VERSION
 
     def check(value: Any, path: str) -> Message:
@@ -109,15 +136,15 @@ def _build(cls: type[Message]) -> _Check:
             raise MalformedError(
                 f"{_join(path, VERSION_KEY)}: unsupported message version {got_version!r}, "
                 f"this receiver speaks {version}")
-        unknown = [k for k in value if k != VERSION_KEY and k not in names]
-        if unknown:
-            raise MalformedError(f"{_join(path, unknown[0])}: unknown field")
+        if not value.keys() <= allowed:
+            unknown = next(k for k in value if k not in allowed)
+            raise MalformedError(f"{_join(path, unknown)}: unknown field")
         kwargs = {}
-        for f, field_check in fields:
-            if f.name in value:
-                kwargs[f.name] = field_check(value[f.name], _join(path, f.name))
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise MalformedError(f"{_join(path, f.name)}: required field is missing")
+        for name, field_check, required in specs:
+            if name in value:
+                kwargs[name] = field_check(value[name], f"{path}.{name}" if path else name)
+            elif required:
+                raise MalformedError(f"{_join(path, name)}: required field is missing")
         return cls(**kwargs)
 
     return check
@@ -187,21 +214,40 @@ def _dict_checker(item: _Check, meta: Mapping[str, Any]) -> _Check:
     return check
 
 
-def _scalar_checker(tp: type, meta: Mapping[str, Any]) -> _Check:
-    names = {str: "string", bytes: "binary", int: "integer", float: "number", bool: "boolean"}
+_SCALAR_NAMES = {str: "string", bytes: "binary", int: "integer", float: "number", bool: "boolean"}
 
-    def check(value: Any, path: str) -> Any:
-        ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise MalformedError(f"{path}: expected {names[tp]}, got {_kind(value)}")
-        if tp in (str, bytes):
+
+def _scalar_checker(tp: type, meta: Mapping[str, Any]) -> _Check:
+    """A checker for one scalar type, specialised once so the per-value path stays short."""
+    expected = _SCALAR_NAMES[tp]
+
+    def wrong(value: Any, path: str) -> MalformedError:
+        return MalformedError(f"{path}: expected {expected}, got {_kind(value)}")
+
+    if tp is str or tp is bytes:
+        def check_sized(value: Any, path: str) -> Any:
+            if not isinstance(value, tp):
+                raise wrong(value, path)
             _check_len(len(value), meta, path)
-        elif tp in (int, float):
-            _check_range(value, meta, path)
-        return value
-    return check
+            return value
+        return check_sized
+    if tp is bool:
+        def check_bool(value: Any, path: str) -> Any:
+            if not isinstance(value, bool):
+                raise wrong(value, path)
+            return value
+        return check_bool
+    # A float field also takes integers: encoders in other languages write 2.0 as 2.
+    accepted: tuple[type, ...] = (int, float) if tp is float else (tp,)
+
+    def check_number(value: Any, path: str) -> Any:
+        ok = isinstance(value, accepted) and not isinstance(value, bool)  # True is an int
+        if not ok:
+            raise wrong(value, path)
+        number = float(value) if tp is float else value
+        _check_range(number, meta, path)
+        return number
+    return check_number
 
 
 def _check_len(n: int, meta: Mapping[str, Any], path: str) -> None:
