@@ -280,13 +280,14 @@ class Session:
     # --- events ------------------------------------------------------------------------------
 
     def _on_chunk(self, attempt: _Attempt, chunk: GenerateChunk) -> str:
+        if not chunk.text and chunk.finish_reason is None:
+            # A piece with no text carries no token. It neither wins the race nor restarts the
+            # inter-token clock: otherwise a miner could hold a request past every deadline with
+            # empty pieces, and have the first of them recorded as its time to first token.
+            return ""
         now = self._s.clock.monotonic()
         if attempt in self._racing:
-            self._racing.remove(attempt)
-            for loser in self._racing:
-                self._abandon(loser, lost=attempt.role == "hedge", now=now)
-            self._racing, self._winner, self._hedge_at = [], attempt, None
-            attempt.first_at = now
+            self._win(attempt, now)
         attempt.last_at = now
         attempt.last_stall = self._s.stall.stalled()
         attempt.chunks += 1
@@ -296,10 +297,18 @@ class Session:
             attempt.parts.append(chunk.text)
         return chunk.text
 
+    def _win(self, attempt: _Attempt, now: float) -> None:
+        """``attempt`` delivered first: it becomes the winner and the other racers are dropped."""
+        self._racing.remove(attempt)
+        for loser in self._racing:
+            self._abandon(loser, lost=attempt.role == "hedge", now=now)
+        self._racing, self._winner, self._hedge_at = [], attempt, None
+        attempt.first_at = now
+
     def _on_done(self, attempt: _Attempt, receipt: Receipt | None) -> bool:
         """The attempt's stream ended with a verified trailer; ``True`` if the answer is done."""
-        if attempt in self._racing:  # a trailer with no chunk at all: an empty answer
-            self._on_chunk(attempt, GenerateChunk(index=0, text=""))
+        if attempt in self._racing:  # a trailer before any token: an empty answer
+            self._win(attempt, self._s.clock.monotonic())
         final = attempt.final
         if receipt is None or final is None or final.finish_reason == "cancelled":
             why = "the miner cancelled the answer" if final is not None else \

@@ -137,6 +137,23 @@ class SlowFirstTokenBackend(ContinuingMathBackend):
             yield delta
 
 
+class EmptyPiecesBackend(ContinuingMathBackend):
+    """Sends ``count`` pieces with no text, ``gap_s`` apart, before answering right."""
+
+    def __init__(self, count: int, gap_s: float) -> None:
+        self.count = count
+        self.gap_s = gap_s
+
+    async def stream(self, request: GenerateRequest,
+                     cancelled: threading.Event) -> AsyncIterator[Delta]:
+        """Stall behind empty pieces, then stream the exact answer."""
+        for _ in range(self.count):
+            yield Delta("")
+            await asyncio.sleep(self.gap_s)
+        async for delta in super().stream(request, cancelled):
+            yield delta
+
+
 class SlowTokensBackend(ContinuingMathBackend):
     """Sends every token ``gap_s`` after the previous one (a slow but steady miner)."""
 

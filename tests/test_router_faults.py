@@ -27,6 +27,7 @@ from router.hedging import HedgeConfig
 from router.router import Router
 from tests.fault_backends import (
     ContinuingMathBackend,
+    EmptyPiecesBackend,
     ErrorBackend,
     SlowFirstTokenBackend,
     SlowTokensBackend,
@@ -186,6 +187,21 @@ async def test_first_token_deadline_fires_on_time_against_a_silent_upstream(
     assert 0.3 <= elapsed < 0.3 + DEADLINE_SLACK_S + stalled(router) - stall, elapsed
     assert "no first token within 0.3 s" in info.value.failures[0]
     assert info.value.should_retry is False
+
+
+async def test_empty_pieces_are_not_a_first_token(tmp_path: Path, stack: AsyncExitStack) -> None:
+    """A miner that sends pieces with no text still fails at the first-token deadline: empty
+    pieces neither win the race nor count as its time to first token."""
+    fleet = await start_fleet(tmp_path, stack, {"empty": EmptyPiecesBackend(5, 0.1)})
+    deadlines = DeadlineConfig(ttft_s=0.3, min_ttft_s=0.3, total_s=30.0)
+    router = await open_router(stack, fleet, seed=11, deadlines=deadlines,
+                               hedge=HedgeConfig(enabled=False))
+    started, stall = time.perf_counter(), stalled(router)
+    with pytest.raises(UpstreamError, match="failed") as info:
+        await router.complete("1+1=")
+    elapsed = time.perf_counter() - started
+    assert 0.3 <= elapsed < 0.3 + DEADLINE_SLACK_S + stalled(router) - stall, elapsed
+    assert "no first token within 0.3 s" in info.value.failures[0]
 
 
 async def test_total_deadline_fires_on_time(tmp_path: Path, stack: AsyncExitStack) -> None:
