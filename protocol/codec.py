@@ -55,8 +55,16 @@ def pack(value: Any) -> bytes:
 
     Deterministic: equal values give equal bytes (maps keep insertion order, so callers
     that need canonical bytes build maps in a fixed field order).
+
+    Raises:
+        MalformedError: a string holds a lone surrogate (``"\\ud800"``, which JSON parsers
+            accept), so it has no UTF-8 form.
     """
-    return msgpack.packb(value, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+    try:
+        return msgpack.packb(value, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+    except UnicodeEncodeError:
+        raise MalformedError("a string is not valid Unicode text (it holds a lone surrogate, "
+                             "which has no UTF-8 form)") from None
 
 
 def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Any:

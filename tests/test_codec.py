@@ -62,6 +62,13 @@ def test_mutated_documents_decode_or_raise_our_errors(value: Any, data: st.DataO
         codec.unpack(bytes(raw))
 
 
+@pytest.mark.parametrize("value", ["\ud800", {"text": "ok \udfff"}, ["\ud83d"]])
+def test_lone_surrogates_are_a_typed_error(value: Any) -> None:
+    """A string with no UTF-8 form (a lone surrogate, which JSON allows) is MalformedError."""
+    with pytest.raises(MalformedError, match="lone surrogate"):
+        codec.pack(value)
+
+
 def test_str_and_bin_types_are_distinct() -> None:
     """Text encodes as msgpack str and bytes as bin; both come back as their own type."""
     assert codec.pack("a") == b"\xa1a"

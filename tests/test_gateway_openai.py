@@ -194,6 +194,7 @@ async def test_errors_have_openai_shape_and_status(served: Served) -> None:
     b'{"model": "ensemble/1", "messages": [{"role": "user", "content": "x"}], "tools": [{}]}',
     b'{"model": 3, "messages": [{"role": "user", "content": "x"}]}',
     b'{"model": "ensemble/1", "messages": [{"role": "user", "content": "x"}], "seed": "a"}',
+    b'{"model": "ensemble/1", "messages": [{"role": "user", "content": "\\ud800"}]}',
 ])
 async def test_bad_input_is_400_never_500(served: Served, body: bytes) -> None:
     """Malformed bodies get a 400 with OpenAI's error shape and the request id."""
