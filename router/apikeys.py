@@ -26,7 +26,7 @@ from pathlib import Path
 
 from protocol.errors import ConfigError, RateLimitedError
 from protocol.ratelimit import RateLimitConfig, RateLimiter
-from router.errors import AuthenticationError, GatewayRateLimitedError
+from router.errors import AuthenticationError, GatewayRateLimitedError, RouterInputError
 
 __all__ = ["APIKey", "APIKeyStore", "add_key", "hash_token", "new_token"]
 
@@ -134,7 +134,13 @@ class APIKeyStore:
 
         Raises:
             GatewayRateLimitedError: the bucket is empty; ``retry_after`` says for how long.
+            RouterInputError: ``cost`` exceeds the key's burst, so no wait would ever let it
+                through (a 429 would make clients retry forever).
         """
+        if cost > key.burst:
+            raise RouterInputError(
+                f"this request asks for {cost:g} choices but API key {key.id!r} allows at most "
+                f"{key.burst:g} at once; lower n", param="n")
         try:
             self._limiters[key.id].acquire(b"key", now, cost)
         except RateLimitedError as exc:

@@ -183,6 +183,19 @@ async def test_errors_have_openai_shape_and_status(served: Served) -> None:
     assert limited.value.response.headers["Retry-After"] == "100"
 
 
+async def test_more_choices_than_the_key_burst_is_400_not_429(served: Served) -> None:
+    """``n`` above the key's burst could never be served: 400 naming ``n``, never a 429 that
+    clients would retry forever."""
+    body = {"model": "ensemble/1", "messages": [{"role": "user", "content": "1+1="}], "n": 2}
+    async with aiohttp.ClientSession() as http, http.post(
+            served.base_url + "/chat/completions", json=body,
+            headers={"Authorization": f"Bearer {SLOW_TOKEN}"}) as resp:
+        assert resp.status == 400
+        error = (await resp.json())["error"]
+    assert error["param"] == "n"
+    assert "at most 1 at once" in error["message"]
+
+
 @pytest.mark.parametrize("body", [
     b"{not json", b"[]", b'"text"', b'{"model": "ensemble/1"}',
     b'{"model": "ensemble/1", "messages": "hi"}',
