@@ -105,6 +105,20 @@ def test_min_allowed_weights_fills_serving_uids_first() -> None:
     assert row.uids == (1, 2, 3, 5)
 
 
+def test_own_uid_fills_only_when_the_minimum_needs_every_uid() -> None:
+    """On a subnet no bigger than the minimum, the validator's own (excluded) uid takes the
+    last floor weight, which the ledger accepts, rather than leaving it unable to set any."""
+    row = weights_from_scores({ident(0): 1.0}, METAGRAPH, WeightLimits(min_allowed_weights=6),
+                              exclude={1})
+    assert row.uids == (0, 1, 2, 3, 4, 5)
+    assert row.weights[1] == pytest.approx(row.weights[2])
+    two = Metagraph(uids=[0, 1], hotkeys=["me", "miner"], registered_at=[0, 0])
+    row = weights_from_scores({Identity("miner", 0): 0.8}, two,
+                              WeightLimits(min_allowed_weights=8), exclude={0})
+    assert row.uids == (0, 1)
+    assert u16_row_is_valid(row.u16(), WeightLimits(min_allowed_weights=8), 2)
+
+
 def test_min_allowed_weights_is_capped_at_the_uid_count() -> None:
     """As on the ledger, a minimum above the uid count asks for every uid."""
     row = weights_from_scores({ident(3): 0.8}, METAGRAPH, WeightLimits(min_allowed_weights=50))
@@ -124,8 +138,7 @@ def test_cap_needing_more_weights_than_scores_spreads_fillers_up() -> None:
 @pytest.mark.parametrize(("scores", "limits", "exclude", "message"), [
     ({}, WeightLimits(), (), "positive"),
     ({ident(0): 0.0, Identity("gone", 1): 1.0}, WeightLimits(), (), "positive"),
-    ({ident(0): 1.0}, WeightLimits(min_allowed_weights=6), {1}, "eligible"),
-    ({ident(0): 1.0}, WeightLimits(max_weight_limit=6553), (), "eligible"),
+    ({ident(0): 1.0}, WeightLimits(max_weight_limit=6553), (), "has only 6 uids"),
     ({ident(0): 1.0}, WeightLimits(), {0}, "positive"),
 ])
 def test_weights_cannot_be_set(scores: dict[Identity, float], limits: WeightLimits,

@@ -8,10 +8,11 @@ no weight exceeds the cap.
 
 Policy for ``min_allowed_weights`` (and for caps that need more non-zero weights than have
 scores): fill with a floor weight, serving uids first (lowest uid first), then registered uids
-that do not serve, never uids in ``exclude``. A validator that saw at least one good miner can
-then always set weights; the filler shares are negligible unless the cap itself forces more
-spread. :class:`WeightsError` is raised only when no score is positive or the ledger's rules
-cannot be met even with every eligible uid.
+that do not serve, and uids in ``exclude`` (the validator's own) only as a last resort, when
+the rules need every uid of a small subnet; the ledger accepts a weight on oneself. A validator
+that saw at least one good miner can then always set weights; the filler shares are negligible
+unless the cap itself forces more spread. :class:`WeightsError` is raised only when no score is
+positive or the ledger's rules cannot be met even with every uid.
 
 The ledger checks the u16 row in integers (``protocol.ledger.weights.validate_weights``: at
 least ``min(min_allowed_weights, n)`` non-zero weights, ``max * 65535 <= max_weight_limit *
@@ -143,15 +144,15 @@ def weights_from_scores(scores: ScoreBook | Mapping[Identity, float], metagraph:
     """Build the weight row for the ledger from per-identity scores.
 
     Only identities that hold a uid in ``metagraph`` count; ``exclude`` uids (e.g. the
-    validator's own) get neither score weight nor filler weight.
+    validator's own) get no score weight, and a filler weight only when the rules need them.
 
     Returns:
         A row whose weights sum to 1, with at least ``limits.needed(len(metagraph))`` uids,
         each share at most ``limits.max_share``.
 
     Raises:
-        WeightsError: no current identity has a positive score, or fewer eligible uids exist
-            than the rules require.
+        WeightsError: no current identity has a positive score, or the rules need more
+            non-zero weights than the subnet has uids.
     """
     lookup = scores.score if isinstance(scores, ScoreBook) else (lambda i: scores.get(i, 0.0))
     eligible = [(u, i) for u, i in zip(metagraph.uids, metagraph.identities(), strict=True)
@@ -161,9 +162,9 @@ def weights_from_scores(scores: ScoreBook | Mapping[Identity, float], metagraph:
         raise WeightsError(f"no registered identity has a positive score "
                            f"(at least {limits.min_score})")
     needed = limits.needed(len(metagraph))
-    if needed > len(eligible):
-        raise WeightsError(f"the rules need {needed} non-zero weights but only "
-                           f"{len(eligible)} uids are eligible")
+    if needed > len(metagraph):
+        raise WeightsError(f"the rules need {needed} non-zero weights but the subnet has only "
+                           f"{len(metagraph)} uids")
     total = sum(raw.values())
     row = {u: s / total for u, s in raw.items() if s > 0.0}
     for uid in _fillers(metagraph, row, exclude)[:max(0, needed - len(row))]:
@@ -206,10 +207,11 @@ def u16_row_is_valid(u16: Sequence[int], limits: WeightLimits, n: int) -> bool:
 
 
 def _fillers(metagraph: Metagraph, row: Mapping[int, float], exclude: Collection[int]) -> list[int]:
-    """Uids that may take a floor weight: serving ones first, then the rest, each by uid."""
+    """Uids that may take a floor weight, best first: serving ones, then the rest, each by uid;
+    ``exclude`` uids come last, so they are taken only when every other uid is."""
     serving = set(metagraph.serving_uids())
-    free = [(u not in serving, u) for u in metagraph.uids if u not in row and u not in exclude]
-    return [u for _, u in sorted(free)]
+    free = [(u in exclude, u not in serving, u) for u in metagraph.uids if u not in row]
+    return [u for *_, u in sorted(free)]
 
 
 def _normalised(w: np.ndarray) -> np.ndarray:
