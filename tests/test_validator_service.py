@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from miners.backends.deterministic import EchoMathBackend
 from miners.backends.faulty import GarbageBackend, HangingBackend
@@ -15,7 +19,9 @@ from protocol.client import Client, Timeouts
 from protocol.ledger import UNITS_PER_TOKEN as T
 from protocol.ledger.hyperparams import SubnetHyperparams
 from protocol.ledger.interface import EmbeddedLedger
+from protocol.ledger.remote import RemoteLedger
 from protocol.ledger.testing import ChainDriver, named_key
+from tests.conftest import closed_port
 from validators.service import Validator, ValidatorConfig, derive_secret
 from validators.state import load_state
 
@@ -127,3 +133,25 @@ async def test_state_survives_a_new_validator_object(tmp_path: Path,
     assert dict(second.state.scores.items()) == dict(first.state.scores.items())
     assert len(second.state.receipts.to_dict()["items"]) > 0
 
+
+
+async def test_an_unreachable_chain_node_does_not_end_the_loop(
+        tmp_path: Path, stack: AsyncExitStack, caplog: pytest.LogCaptureFixture) -> None:
+    """With the node down, ``run`` logs, backs off and keeps going until it is stopped."""
+    key = named_key("v1-hot")
+    ledger = await stack.enter_async_context(RemoteLedger(f"http://127.0.0.1:{closed_port()}"))
+    client = await stack.enter_async_context(Client(key))
+    config = ValidatorConfig(netuid=1, secret=derive_secret(key),
+                             state_path=tmp_path / "validator.state", retry_s=0.02,
+                             max_retry_s=0.05)
+    validator = Validator(key, ledger, client, config)
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="ensemble.validator")
+    loop = asyncio.create_task(validator.run(stop))
+    await asyncio.sleep(0.4)
+    assert not loop.done(), loop
+    stop.set()
+    await asyncio.wait_for(loop, 2.0)  # returns, raises nothing
+    failures = [r for r in caplog.records if "ledger unavailable" in r.getMessage()]
+    assert len(failures) >= 3
+    assert "retrying in 0.05 s" in failures[-1].getMessage()

@@ -11,6 +11,7 @@ every step, so a validator killed at any moment resumes with its scores and pend
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from protocol.client import Client, QueryResult, Target, Timeouts, endpoint_url
 from protocol.keys import Keypair
 from protocol.ledger.builders import TxBuilder
-from protocol.ledger.errors import LedgerError, NoSuchItemError, TxRejected
+from protocol.ledger.errors import LedgerError, NoSuchItemError, TxRejected, WaitTimeout
 from protocol.ledger.interface import Ledger, submit_and_wait
 from protocol.ledger.metagraph import Metagraph as LedgerMetagraph
 from protocol.ledger.views import SubnetInfo
@@ -67,6 +68,8 @@ class ValidatorConfig:
         alpha: EMA rate of the scores.
         timeouts: client deadlines for each challenge.
         selection: challenges per miner and the share testing unclaimed capabilities.
+        retry_s: wait after a step the ledger failed (node unreachable, say); it doubles on
+            each further failure, up to ``max_retry_s``.
     """
 
     netuid: int
@@ -78,6 +81,8 @@ class ValidatorConfig:
     timeouts: Timeouts = field(default_factory=lambda: Timeouts(connect=2.0, first_byte=5.0,
                                                                  total=8.0))
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    retry_s: float = 2.0
+    max_retry_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,19 +169,44 @@ class Validator:
             self._weights_task = None
 
     async def run(self, stop: asyncio.Event, *, max_steps: int | None = None) -> None:
-        """Step once per new block until ``stop`` is set (or ``max_steps`` steps ran)."""
+        """Step once per new block until ``stop`` is set (or ``max_steps`` steps ran).
+
+        A ledger failure (the chain node restarting or unreachable) does not end the loop: the
+        step is retried after ``config.retry_s``, doubling up to ``config.max_retry_s``.
+        """
         steps = 0
+        delay = self.config.retry_s
         while not stop.is_set() and (max_steps is None or steps < max_steps):
-            report = await self.step()
-            print(report.line(), flush=True)
-            steps += 1
-            height = await self.ledger.block_height()
-            waiter = asyncio.ensure_future(self.ledger.wait_for_block(height + 1, 60.0))
-            stopper = asyncio.ensure_future(stop.wait())
+            try:
+                report = await self.step()
+                print(report.line(), flush=True)
+                steps += 1
+                await self._until(stop, self._next_block())
+            except LedgerError as exc:
+                log.warning("ledger unavailable (%s); retrying in %g s", exc, delay)
+                await self._until(stop, asyncio.sleep(delay))
+                delay = min(delay * 2, self.config.max_retry_s)
+                continue
+            delay = self.config.retry_s
+
+    async def _next_block(self) -> None:
+        height = await self.ledger.block_height()
+        with contextlib.suppress(WaitTimeout):  # a quiet chain: step again anyway
+            await self.ledger.wait_for_block(height + 1, 60.0)
+
+    @staticmethod
+    async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` until it ends or ``stop`` is set; an error of ``work`` propagates."""
+        waiter = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
             await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             for task in (waiter, stopper):
                 task.cancel()
             await asyncio.gather(waiter, stopper, return_exceptions=True)
+        if not waiter.cancelled():
+            waiter.result()
 
     # --- one step ----------------------------------------------------------------------------
 
@@ -193,7 +223,10 @@ class Validator:
         rewards, errors, answers = await self._evaluate(targets)
         for identity, values in rewards.items():
             self.state.scores.update(identity, sum(values) / len(values))
-        weights = await self._maybe_set_weights(ledger_mg, metagraph)
+        try:
+            weights = await self._maybe_set_weights(ledger_mg, metagraph)
+        except LedgerError as exc:  # the scores above still count: save them with the step
+            weights = f"not set (ledger unavailable: {exc})"
         self.state.step += 1
         self.save()
         self.metrics.steps.inc()
@@ -255,7 +288,7 @@ class Validator:
             if not task.done():
                 return f"{self._weights_status} (in flight)"
             self._weights_task = None
-            self._weights_status = task.result() if not task.cancelled() else "cancelled"
+            self._weights_status = _finished_status(task)
         job = await self._weights_job(ledger_mg, metagraph)
         if isinstance(job, str):
             return job if not self._weights_status else f"{job}; last: {self._weights_status}"
@@ -357,6 +390,16 @@ class Validator:
             return f"rejected ({reason}: {outcome.message})", None
         self.metrics.weights.labels(kind, "ok").inc()
         return "ok", outcome.height
+
+
+def _finished_status(task: asyncio.Future[str]) -> str:
+    """The status text of a finished weights job; a ledger failure is a status, not a crash."""
+    if task.cancelled():
+        return "cancelled"
+    error = task.exception()
+    if isinstance(error, LedgerError):
+        return f"failed ({error})"
+    return task.result()  # re-raises anything else: a bug must not pass for a status
 
 
 def _validator_metagraph(mg: LedgerMetagraph) -> Metagraph:
