@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
 from typing import Any
 
@@ -435,8 +435,11 @@ class Router:
                           records=records, hedge=True,
                           max_attempts=1 + self.config.strategies.max_failover)
         try:
-            async for piece in session.deltas():
-                yield piece
+            # aclosing: when the caller closes this generator early, the session's own closes
+            # now, cancelling its attempts, rather than whenever the loop finalises it.
+            async with aclosing(session.deltas()) as deltas:
+                async for piece in deltas:
+                    yield piece
         except RouterError as exc:
             self.metrics.requests.labels(call.strategy.value, exc.code).inc()
             raise
@@ -734,8 +737,9 @@ def reliability(right: float, wrong: float) -> float:
 
 
 async def _drain(session: Session) -> None:
-    async for _ in session.deltas():
-        pass
+    async with aclosing(session.deltas()) as deltas:
+        async for _ in deltas:
+            pass
 
 
 def _voter(session: Session) -> Candidate:
