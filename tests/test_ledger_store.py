@@ -11,11 +11,14 @@ from protocol.errors import ConfigError
 from protocol.ledger import UNITS_PER_TOKEN as T
 from protocol.ledger import verify
 from protocol.ledger.chain import Chain, ChainConfig
+from protocol.ledger.builders import TxBuilder
 from protocol.ledger.errors import (
     ChainClosedError,
     CorruptChainError,
+    Reason,
     SchemaVersionError,
     StoreError,
+    TxRejected,
 )
 from protocol.ledger.hyperparams import SubnetHyperparams
 from protocol.ledger.state_codec import state_digest
@@ -179,3 +182,23 @@ def test_dev_config_without_genesis_creates_then_reopens(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="no genesis"):
         Chain.open(tmp_path / "new.db", ChainConfig(node_key=key))
     assert not (tmp_path / "new.db").exists()
+
+
+def test_mempool_is_bounded_in_bytes(tmp_path: Path) -> None:
+    """Queued transactions never hold more than ``max_mempool_bytes`` of encodings; a block
+    makes room again."""
+    chain = Chain.open(tmp_path / "dev.db", ChainConfig(node_key=named_key("authority"),
+                                                       dev=True, max_mempool_bytes=1_000))
+    txs = [TxBuilder(named_key(f"k{i}"), chain.chain_id).faucet(named_key(f"k{i}").address, T,
+                                                               nonce=0) for i in range(20)]
+    size = len(txs[0].encode())
+    fits = 1_000 // size
+    for tx in txs[:fits]:
+        chain.submit(tx)
+    with pytest.raises(TxRejected) as full:
+        chain.submit(txs[fits])
+    assert full.value.reason is Reason.MEMPOOL_FULL
+    assert chain.pending == fits
+    chain.produce_block(1_790_000_000_000)
+    chain.submit(txs[fits])
+    chain.close()

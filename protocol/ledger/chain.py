@@ -83,6 +83,9 @@ class ChainConfig:
     block_time: float = 1.0
     max_block_txs: int = 1_000
     max_mempool: int = 10_000
+    # Encoded bytes the mempool may hold: far above honest traffic (a full weights row of 4096
+    # uids is ~24 KB), and a bound on the memory strangers can make the node spend.
+    max_mempool_bytes: int = 16 << 20
     max_pending_per_signer: int = 64
     snapshot_interval: int = 100
     snapshots_kept: int = 2
@@ -92,8 +95,8 @@ class ChainConfig:
             raise ConfigError("ChainConfig.dev must equal genesis.dev")
         if not self.block_time > 0:
             raise ConfigError("block_time must be positive")
-        for name in ("max_block_txs", "max_mempool", "max_pending_per_signer",
-                     "snapshot_interval", "snapshots_kept"):
+        for name in ("max_block_txs", "max_mempool", "max_mempool_bytes",
+                     "max_pending_per_signer", "snapshot_interval", "snapshots_kept"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
 
@@ -119,22 +122,25 @@ class BlockResult:
 
 @dataclass(slots=True)
 class _Mempool:
-    queue: deque[Tx] = field(default_factory=deque)
+    queue: deque[tuple[Tx, int]] = field(default_factory=deque)  # each with its encoded size
     per_signer: dict[bytes, int] = field(default_factory=dict)
+    size: int = 0
 
-    def add(self, tx: Tx) -> None:
-        self.queue.append(tx)
+    def add(self, tx: Tx, size: int) -> None:
+        self.queue.append((tx, size))
         self.per_signer[tx.signer] = self.per_signer.get(tx.signer, 0) + 1
+        self.size += size
 
     def take(self, count: int) -> list[Tx]:
         batch = [self.queue.popleft() for _ in range(min(count, len(self.queue)))]
-        for tx in batch:
+        self.size -= sum(size for _, size in batch)
+        for tx, _ in batch:
             left = self.per_signer[tx.signer] - 1
             if left:
                 self.per_signer[tx.signer] = left
             else:
                 del self.per_signer[tx.signer]
-        return batch
+        return [tx for tx, _ in batch]
 
 
 class Chain:
@@ -243,16 +249,18 @@ class Chain:
             ChainClosedError: the chain is closed.
         """
         self._require_open()
-        tx = decode_tx(tx if isinstance(tx, bytes) else _wire_bytes(tx))
+        data = tx if isinstance(tx, bytes) else _wire_bytes(tx)
+        tx = decode_tx(data)
         check_stateless(tx, self._state.genesis)
         queued = self._mempool.per_signer.get(tx.signer, 0)
         expected = self._state.nonce(tx.signer) + queued
         if tx.nonce != expected:
             raise TxRejected(Reason.BAD_SEQUENCE, f"expected sequence {expected}, got {tx.nonce}")
         if (len(self._mempool.queue) >= self._config.max_mempool
+                or self._mempool.size + len(data) > self._config.max_mempool_bytes
                 or queued >= self._config.max_pending_per_signer):
             raise TxRejected(Reason.MEMPOOL_FULL, "too many pending transactions, retry later")
-        self._mempool.add(tx)
+        self._mempool.add(tx, len(data))
         return TxReceipt(tx.hash, tx.signer_address, tx.nonce, self._state.height)
 
     def produce_block(self, now_ms: int) -> BlockResult:
