@@ -28,7 +28,7 @@ is never late by more than the event loop's own latency.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from protocol.client import Client, Target, Timeouts
@@ -181,7 +181,7 @@ class Session:
 
     # --- the event loop ----------------------------------------------------------------------
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncGenerator[str, None]:
         """Yield the answer's text as it arrives (non-empty pieces), across resumes.
 
         Raises:
