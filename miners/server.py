@@ -5,9 +5,10 @@ Pipeline for ``POST /v1/<route>``, cheapest checks first so strangers cost littl
 1. route lookup (404), header syntax and version (400/401), freshness (401) and deadline (504),
    receiver (401), subnet and caller policy (403) — headers only;
 2. body read with a size cap (413);
-3. body digest, signature (401), replay memory (401), then the per-caller rate limit (429): the
-   bucket is keyed by the caller, so only a request the caller really signed, and not a replay of
-   one, may spend its tokens (otherwise anyone could lock a validator out by naming it);
+3. body digest, signature (401), replay check (401), the per-caller rate limit (429), and only
+   then the replay memory: the bucket is keyed by the caller, so only a request the caller really
+   signed, and not a replay of one, may spend its tokens (otherwise anyone could lock a validator
+   out by naming it), and a request refused for its rate takes no memory;
 4. message decoding with typed field checks (400 naming the field, 413 for limits);
 5. admission: concurrency limit with a stake-ordered queue (503 when full);
 6. the handler, cancelled when the request's deadline passes (504); blocking handlers run in a
@@ -40,7 +41,9 @@ from protocol.errors import (
     DeadlineExceededError,
     ForbiddenError,
     HandlerError,
+    MalformedError,
     NotFoundError,
+    OverloadedError,
     PayloadTooLargeError,
     UnauthenticatedError,
     WireError,
@@ -56,6 +59,11 @@ log = logging.getLogger("ensemble.miner")
 # so a caller cannot pin a slot indefinitely.
 DEFAULT_MAX_DEADLINE_MS = 600_000
 DEFAULT_EXECUTOR_WORKERS = 4
+# A body is read before its signature can be checked, so a stranger decides how slowly it
+# arrives. Honest bodies (at most 1 MiB) arrive well within this even on a slow link.
+DEFAULT_BODY_TIMEOUT_S = 10.0
+# Bodies still arriving at once; each may hold up to ``max_body`` bytes until it is complete.
+DEFAULT_MAX_BODY_READS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,8 @@ class ServerConfig:
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     max_deadline_ms: int = DEFAULT_MAX_DEADLINE_MS
     executor_workers: int = DEFAULT_EXECUTOR_WORKERS
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
+    max_body_reads: int = DEFAULT_MAX_BODY_READS
 
 
 class CallerPolicy(Protocol):
@@ -169,6 +179,7 @@ class MinerServer:
         self._executor: ThreadPoolExecutor | None = None
         self._port: int | None = None
         self._stopping = threading.Event()
+        self._body_reads = 0  # bodies still arriving (see _read_body)
 
     # --- registration and lifecycle ---------------------------------------------------------
 
@@ -282,11 +293,15 @@ class MinerServer:
         header, signature = envelope.parse_request_headers(
             envelope.ROUTE_PREFIX + ex.route.name, request.headers)
         ex.priority = self._check_header(header)
-        body = await self._read_body(request)
+        body = await self._read_body(request, header.deadline_ms)
         ex.signed = envelope.verify_request(header, signature, body, self.keypair.public_key.raw)
-        self._replay.remember(header.caller, header.nonce, header.timestamp_ms,
-                              self._clock.now_ms())
+        # Replay check, then the rate limit, then memory: a replay never spends the caller's
+        # tokens, and a request the rate limit refuses never takes a place in the replay memory
+        # (else one key could fill it, raise its horizon and lock every caller out).
+        now_ms = self._clock.now_ms()
+        self._replay.check(header.caller, header.nonce, header.timestamp_ms, now_ms)
         self._limiter.acquire(header.caller, self._clock.monotonic())
+        self._replay.remember(header.caller, header.nonce, header.timestamp_ms, now_ms)
         message = ex.route.request_type.decode(body, self.config.limits)
         ctx = CallContext(encode_address(header.caller), header.netuid, header.deadline_ms,
                           ex.signed.digest, ex.priority, threading.Event())
@@ -313,20 +328,55 @@ class MinerServer:
                                  code="wrong_subnet")
         return self._policy.admit(header.caller, header.netuid)
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.Request, deadline_ms: int) -> bytes:
+        """The body as sent, within the size cap, the request's deadline and the body timeout.
+
+        Raises:
+            MalformedError: a ``Content-Encoding`` (the signature covers the bytes sent, and a
+                decoder is work a stranger could order), or a broken body (bad chunking).
+            PayloadTooLargeError: the body exceeds ``limits.max_body``.
+            OverloadedError: ``max_body_reads`` bodies are already arriving.
+            DeadlineExceededError: the body did not arrive in time.
+        """
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise MalformedError(f"Content-Encoding {encoding!r} is not accepted; send the "
+                                 "body uncompressed", code="unsupported_encoding")
         cap = self.config.limits.max_body
         if request.content_length is not None and request.content_length > cap:
             raise PayloadTooLargeError(f"body of {request.content_length} bytes exceeds {cap}")
+        if request.content.is_eof():
+            return await self._read_capped(request, cap)  # all here already: nothing to wait for
+        if self._body_reads >= self.config.max_body_reads:
+            raise OverloadedError("too many request bodies are arriving at once",
+                                  retry_after=1.0)
+        self._body_reads += 1
+        try:
+            wait = min(self.config.body_timeout_s,
+                       max(0.0, (deadline_ms - self._clock.now_ms()) / 1000))
+            async with asyncio.timeout(wait):
+                return await self._read_capped(request, cap)
+        except TimeoutError:
+            raise DeadlineExceededError(f"the request body did not arrive within {wait:.3g} s; "
+                                        "send it at once") from None
+        finally:
+            self._body_reads -= 1
+
+    @staticmethod
+    async def _read_capped(request: web.Request, cap: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
-        while True:
-            chunk = await request.content.read(64 * 1024)
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > cap:
-                raise PayloadTooLargeError(f"body exceeds {cap} bytes")
-            chunks.append(chunk)
+        try:
+            while True:
+                chunk = await request.content.read(64 * 1024)
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > cap:
+                    raise PayloadTooLargeError(f"body exceeds {cap} bytes")
+                chunks.append(chunk)
+        except web.RequestPayloadError as exc:
+            raise MalformedError(f"the request body is malformed: {exc}") from None
 
     async def _admit(self, ex: _Exchange, ctx: CallContext) -> None:
         """Wait for a slot until the deadline; a waiter never outlives its caller's interest."""

@@ -63,6 +63,21 @@ class ReplayGuard:
         if timestamp_ms < now_ms - self._config.past_ms or timestamp_ms <= self._horizon:
             raise ReplayError("timestamp is too old; send a fresh request", code="stale")
 
+    def check(self, caller: bytes, nonce: bytes, timestamp_ms: int, now_ms: int) -> None:
+        """Reject a request that :meth:`remember` would reject, without remembering it.
+
+        Lets a receiver refuse a replay before charging the caller's rate limit, and charge the
+        rate limit before spending memory on the request.
+
+        Raises:
+            ReplayError: stale/future (see :meth:`check_fresh`) or duplicate (code ``replay``).
+        """
+        self._expire(now_ms)
+        self.check_fresh(timestamp_ms, now_ms)
+        if (caller, nonce) in self._seen:
+            raise ReplayError("this request was already received (duplicate nonce)",
+                              code="replay")
+
     def remember(self, caller: bytes, nonce: bytes, timestamp_ms: int, now_ms: int) -> None:
         """Record an authenticated request, rejecting it if it was seen before.
 
@@ -71,12 +86,8 @@ class ReplayGuard:
         Raises:
             ReplayError: stale/future (see :meth:`check_fresh`) or duplicate (code ``replay``).
         """
-        self._expire(now_ms)
-        self.check_fresh(timestamp_ms, now_ms)
+        self.check(caller, nonce, timestamp_ms, now_ms)
         key = (caller, nonce)
-        if key in self._seen:
-            raise ReplayError("this request was already received (duplicate nonce)",
-                              code="replay")
         self._seen[key] = timestamp_ms
         heapq.heappush(self._heap, (timestamp_ms, caller, nonce))
         while len(self._seen) > self._config.capacity:
@@ -85,9 +96,14 @@ class ReplayGuard:
             self._horizon = max(self._horizon, ts)
 
     def _expire(self, now_ms: int) -> None:
-        """Forget entries whose timestamps can no longer pass the freshness check."""
+        """Forget entries whose timestamps can no longer pass the freshness check.
+
+        The horizon follows them: were the wall clock to step back, a forgotten request would
+        otherwise look fresh again, and its replay would pass.
+        """
         cutoff = now_ms - self._config.past_ms
         heap = self._heap
         while heap and heap[0][0] < cutoff:
-            _, caller, nonce = heapq.heappop(heap)
+            timestamp, caller, nonce = heapq.heappop(heap)
             del self._seen[(caller, nonce)]
+            self._horizon = max(self._horizon, timestamp)

@@ -35,12 +35,13 @@ MINER_SEED = bytes(range(32, 64))
 EXCHANGE_TIMEOUT_S = 10.0
 #: The SPEC.md §3.7 error codes of each status family.
 CODES_BY_STATUS: dict[int, frozenset[str]] = {
-    400: frozenset({"malformed", "bad_header", "bad_deadline", "unsupported_version"}),
+    400: frozenset({"malformed", "bad_header", "bad_deadline", "unsupported_version",
+                    "unsupported_encoding"}),
     401: frozenset({"missing_header", "bad_signature", "wrong_receiver", "stale", "future",
                     "replay"}),
     403: frozenset({"forbidden", "unregistered", "low_stake", "wrong_subnet"}),
     404: frozenset({"unknown_route"}),
-    413: frozenset({"too_large"}),
+    413: frozenset({"too_large", "context_length_exceeded"}),
     429: frozenset({"rate_limited"}),
     500: frozenset({"handler_failed"}),
     503: frozenset({"overloaded"}),

@@ -10,8 +10,8 @@ import pytest
 from protocol.errors import ConfigError
 from protocol.ledger import UNITS_PER_TOKEN as T
 from protocol.ledger import verify
-from protocol.ledger.chain import Chain, ChainConfig
 from protocol.ledger.builders import TxBuilder
+from protocol.ledger.chain import Chain, ChainConfig
 from protocol.ledger.errors import (
     ChainClosedError,
     CorruptChainError,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -275,6 +276,93 @@ async def test_chunked_body_over_the_cap_is_413(raw: RawSender, miner_key: Keypa
     assert_error(answer, 413, "too_large", signed=None)
 
 
+async def _raw_exchange(server: MinerServer, head: dict[str, str], body: bytes, *,
+                        then: bytes = b"", wait_s: float = 5.0) -> tuple[int, bytes]:
+    """Send a hand-made HTTP/1.1 request (headers and ``body`` as given, and ``then`` 0.1 s
+    later) and read the answer: its status and the raw response (0, b"" if none in ``wait_s``)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        lines = ["POST /v1/echo HTTP/1.1", "Host: 127.0.0.1",
+                 *(f"{k}: {v}" for k, v in head.items())]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+        if then:
+            await asyncio.sleep(0.1)
+            writer.write(then)
+            await writer.drain()
+        try:
+            async with asyncio.timeout(wait_s):
+                data = await reader.read(65536)
+        except TimeoutError:
+            return 0, b""
+        return int(data.split(b" ", 2)[1]), data
+    finally:
+        writer.close()
+
+
+def _msgpack_error_code(data: bytes) -> str:
+    body = data.split(b"\r\n\r\n", 1)[1]
+    return str(codec.unpack(body)["code"])
+
+
+async def test_a_body_that_does_not_arrive_is_504_at_the_body_timeout(
+        raw: RawSender, miner_key: Keypair) -> None:
+    """Half a body and then silence: 504 at the body timeout, not a connection held forever."""
+    config = ServerConfig(body_timeout_s=0.3)
+    async with running_miner(miner_key, config) as server:
+        signed = raw.sign(server.keypair.public_key.raw)
+        head = {**signed.headers, "Content-Length": str(len(signed.body))}
+        started = time.perf_counter()
+        status, data = await _raw_exchange(server, head, signed.body[: len(signed.body) // 2])
+        elapsed = time.perf_counter() - started
+    assert status == 504
+    assert _msgpack_error_code(data) == "deadline_exceeded"
+    assert 0.3 <= elapsed < 2.0
+
+
+async def test_bodies_arriving_at_once_are_bounded(raw: RawSender, miner_key: Keypair) -> None:
+    """With ``max_body_reads`` bodies still arriving, one more is refused at once with 503."""
+    config = ServerConfig(body_timeout_s=5.0, max_body_reads=2)
+    async with running_miner(miner_key, config) as server:
+        stalled = []
+        for _ in range(2):
+            signed = raw.sign(server.keypair.public_key.raw)
+            head = {**signed.headers, "Content-Length": str(len(signed.body))}
+            stalled.append(asyncio.create_task(_raw_exchange(server, head, signed.body[:10])))
+        await asyncio.sleep(0.2)
+        signed = raw.sign(server.keypair.public_key.raw)
+        head = {**signed.headers, "Content-Length": str(len(signed.body))}
+        status, data = await _raw_exchange(server, head, signed.body[:10], wait_s=2.0)
+        for task in stalled:
+            task.cancel()
+        await asyncio.gather(*stalled, return_exceptions=True)
+    assert status == 503
+    assert _msgpack_error_code(data) == "overloaded"
+
+
+async def test_compressed_body_is_refused_with_400(raw: RawSender, miner: MinerServer) -> None:
+    """A Content-Encoding is refused before the body is read (no decoder work for strangers,
+    and the signature covers the bytes sent)."""
+    signed = raw.sign(miner.keypair.public_key.raw)
+    zipped = gzip.compress(signed.body)
+    head = {**signed.headers, "Content-Length": str(len(zipped)), "Content-Encoding": "gzip"}
+    status, data = await _raw_exchange(miner, head, zipped)
+    assert status == 400
+    assert _msgpack_error_code(data) == "unsupported_encoding"
+
+
+async def test_broken_chunking_is_never_a_500_or_a_hang(raw: RawSender,
+                                                      miner_key: Keypair) -> None:
+    """A chunked body that turns to garbage while the miner reads it gets a typed error
+    within the body timeout, never a 500 and never a connection held open."""
+    async with running_miner(miner_key, ServerConfig(body_timeout_s=0.3)) as server:
+        signed = raw.sign(server.keypair.public_key.raw)
+        head = {**signed.headers, "Transfer-Encoding": "chunked"}
+        status, data = await _raw_exchange(server, head, b"5\r\nhello\r\n",
+                                           then=b"zz\r\nabc\r\n")
+    assert status in (400, 504), data
+
+
 async def test_body_at_the_cap_is_read(raw: RawSender, miner_key: Keypair) -> None:
     """A body of exactly max_body bytes passes the size check (and is then decoded)."""
     overhead = len(codec.pack({"v": 1, "text": "x" * 300})) - 300  # str16 header included
@@ -334,6 +422,24 @@ async def test_replays_do_not_spend_a_callers_rate_limit(raw: RawSender, miner_k
         for _ in range(5):
             assert_error(await raw.post(server.url, captured), 401, "replay", signed=captured)
         assert (await raw.send(server))[1].status == 200
+
+
+async def test_rate_limited_requests_take_no_replay_memory(
+        manual_raw: RawSender, miner_key: Keypair, other_key: Keypair,
+        clock: ManualClock) -> None:
+    """One caller flooding past its rate limit with future-stamped requests cannot fill the
+    replay memory and raise its horizon over everyone else's requests."""
+    config = ServerConfig(rate_limit=RateLimitConfig(rate=0.001, burst=3),
+                          replay=ReplayConfig(capacity=10))
+    async with running_miner(miner_key, config, clock=clock) as server:
+        statuses = []
+        for _ in range(20):
+            signed = manual_raw.sign(server.keypair.public_key.raw,
+                                     timestamp_ms=clock.now_ms() + 20_000)
+            statuses.append((await manual_raw.post(server.url, signed)).status)
+        assert statuses == [200] * 3 + [429] * 17
+        _, answer = await manual_raw.send(server, keypair=other_key)
+        assert answer.status == 200
 
 
 async def test_full_queue_is_503(raw: RawSender, http: aiohttp.ClientSession,

@@ -82,7 +82,27 @@ def test_entries_expire_when_they_leave_the_window() -> None:
     guard.remember(ALICE, nonce(3), NOW + 1001, NOW + 1001)  # now - past = NOW + 1: nonce 1 goes
     assert len(guard) == 2
     assert code_of(guard, ALICE, nonce(1), NOW, NOW + 1001) == "stale"
-    assert guard.horizon_ms == -1  # expiry is not eviction: the horizon did not move
+    assert guard.horizon_ms == NOW  # the horizon follows what was forgotten
+
+
+def test_a_clock_stepping_back_does_not_revive_a_forgotten_request() -> None:
+    """Once expired, a request stays refused even if the wall clock then steps back (where its
+    timestamp would look fresh again)."""
+    guard = ReplayGuard(ReplayConfig(past_ms=1000, future_ms=1000, capacity=100))
+    guard.remember(ALICE, nonce(1), NOW, NOW)
+    guard.remember(ALICE, nonce(2), NOW + 1001, NOW + 1001)  # nonce 1 expires
+    assert code_of(guard, ALICE, nonce(1), NOW, NOW + 900) == "stale"  # clock stepped back 101 ms
+    guard.remember(ALICE, nonce(3), NOW + 1, NOW + 900)  # newer requests still pass
+
+
+def test_check_refuses_like_remember_without_remembering() -> None:
+    """``check`` raises what ``remember`` would and stores nothing."""
+    guard = ReplayGuard(ReplayConfig(past_ms=1000, future_ms=1000, capacity=100))
+    guard.check(ALICE, nonce(1), NOW, NOW)
+    assert len(guard) == 0
+    guard.remember(ALICE, nonce(1), NOW, NOW)
+    with pytest.raises(ReplayError, match="duplicate"):
+        guard.check(ALICE, nonce(1), NOW, NOW)
 
 
 def test_flood_is_bounded_and_evicted_nonces_stay_rejected() -> None:
