@@ -274,10 +274,13 @@ class Client:
 
     def stream(self, target: Target, route: str, message: Message, chunk_type: type[R], *,
                timeouts: Timeouts | None = None) -> StreamCall[R]:
-        """Return an async iterator of verified chunks; its ``receipt`` is set at the end.
+        """Return an async iterator of chunks; its ``receipt`` is set at the end.
 
-        Iteration raises :class:`QueryError` subclasses: ``StreamIntegrityError`` when the
-        stream is cut or altered, ``RemoteError`` for an error frame or status.
+        Chunks are handed out as they arrive, so they are provisional until the iteration ends
+        normally: only then has the trailer verified the whole stream (SPEC.md §3.6). A caller
+        that acts on a chunk before the end must be ready to undo it. Iteration raises
+        :class:`QueryError` subclasses: ``StreamIntegrityError`` when the stream is cut or
+        altered, ``RemoteError`` for an error frame or status.
         """
         return StreamCall(self, target, route, message, chunk_type,
                           timeouts or self._config.timeouts)
