@@ -137,7 +137,13 @@ def test_ledger_commands_end_to_end(cli: Cli) -> None:
 
 
 def test_rejections_print_the_reason_and_advice(cli: Cli) -> None:
-    """Insufficient balance and an unknown subnet: exit 1 with a readable reason and advice."""
+    """An unknown key, insufficient balance and an unknown subnet: exit 1 with a readable
+    reason and advice."""
+    code, _, err = cli("subnet", "create", wallet="bob")
+    assert code == 1
+    assert "rejected: unknown signer:" in err
+    assert "send it funds first ('ensemble transfer'), or register the hotkey" in err
+    assert cli("faucet", "--amount", "0.000000001", wallet="bob")[0] == 0
     code, _, err = cli("subnet", "create", wallet="bob")
     assert code == 1
     assert "rejected: insufficient balance:" in err
@@ -185,6 +191,7 @@ def test_subnet_set_refuses_bad_changes_before_signing(cli: Cli) -> None:
         code, _, err = cli("subnet", "set", "--netuid", "1", change)
         assert code == 1, change
         assert message in err, (change, err)
+    assert cli("faucet", "--amount", "1", wallet="bob")[0] == 0
     code, _, err = cli("subnet", "set", "--netuid", "1", "tempo=10", wallet="bob")
     assert code == 1
     assert "rejected: not permitted:" in err

@@ -90,17 +90,20 @@ async def test_remote_errors_match_the_embedded_ledger(remote: RemoteLedger) -> 
 async def test_remote_submit_reports_rejections_and_outcomes(remote: RemoteLedger) -> None:
     """A block-stage rejection is an outcome; a submit-stage one raises TxRejected."""
     builder = TxBuilder(OWNER, await remote.chain_id())
+    with pytest.raises(TxRejected) as info:  # a key the chain knows nothing of
+        await remote.submit(builder.transfer(named_key("bob").address, 5 * T, nonce=0))
+    assert info.value.reason is Reason.UNKNOWN_SIGNER
+    paid = await submit_and_wait(remote, builder.faucet(OWNER.address, 7 * T, nonce=0), WAIT)
+    assert paid.applied
+    assert paid.height is not None
+    assert [e.KIND for e in paid.events] == ["faucet_paid"]
     outcome = await submit_and_wait(remote, builder.transfer(
-        named_key("bob").address, 5 * T, nonce=0), WAIT)
+        named_key("bob").address, 8 * T, nonce=1), WAIT)
     assert (outcome.applied, outcome.reason) == (False, Reason.INSUFFICIENT_BALANCE)
     assert outcome.message
     with pytest.raises(TxRejected) as info:
         await remote.submit(builder.transfer(named_key("bob").address, 5 * T, nonce=9))
     assert info.value.reason is Reason.BAD_SEQUENCE
-    paid = await submit_and_wait(remote, builder.faucet(OWNER.address, 7 * T, nonce=0), WAIT)
-    assert paid.applied
-    assert paid.height is not None
-    assert [e.KIND for e in paid.events] == ["faucet_paid"]
     account = await remote.account(OWNER.address)
     assert (account.balance, account.nonce, account.next_nonce) == (7 * T, 1, 1)
 
@@ -208,9 +211,10 @@ def scenario_values(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     async def collect() -> dict[str, Any]:
         async with open_ledger(str(path), dev=True, block_time=FAST_BLOCK) as ledger:
             mg = await subnet_scenario(ledger)
-            builder = TxBuilder(named_key("x"), await ledger.chain_id())
+            builder = TxBuilder(OWNER, await ledger.chain_id())
+            owner = await ledger.account(OWNER.address)
             rejected = await submit_and_wait(ledger, builder.transfer(
-                OWNER.address, T, nonce=0), WAIT)
+                named_key("x").address, owner.balance + 1, nonce=owner.next_nonce), WAIT)
             return {"metagraph": mg, "subnet": await ledger.subnet(1),
                     "neurons": [await ledger.neuron(1, uid) for uid in range(mg.n)],
                     "account": await ledger.account(OWNER.address), "rejected": rejected}

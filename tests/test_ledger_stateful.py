@@ -78,6 +78,11 @@ class LedgerMachine(RuleBasedStateMachine):
         before = state_digest(scratch)
         tx = getattr(self.drv.builder(name), op)(
             *args, nonce=state.nonce(named_key(name).public_key.raw), **kwargs)
+        if not (state.knows(named_key(name).public_key.raw) or op == "faucet"):
+            # the mempool's admission rule: a key the state knows nothing of is refused
+            self.expect_submit_rejected(tx, Reason.UNKNOWN_SIGNER)
+            event(f"{op}: unknown_signer")
+            return Reason.UNKNOWN_SIGNER
         expected: Reason | None = None
         try:
             apply_tx(scratch, tx, state.height + 1)

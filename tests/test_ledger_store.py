@@ -202,3 +202,23 @@ def test_mempool_is_bounded_in_bytes(tmp_path: Path) -> None:
     chain.produce_block(1_790_000_000_000)
     chain.submit(txs[fits])
     chain.close()
+
+
+def test_keys_the_chain_does_not_know_cannot_queue(tmp_path: Path) -> None:
+    """A key with no balance, no transaction and no registration is refused at submit: its
+    transactions could only fail, and would fill the mempool for nothing. A hotkey whose
+    registration is queued, and a key with a queued faucet, may queue behind them."""
+    drv = ChainDriver.open(tmp_path / "chain.db", funded=("alice",))
+    drv.apply("alice", "create_subnet", max_lock_cost=T)
+    for i in range(5):
+        with pytest.raises(TxRejected) as info:
+            drv.send(f"stranger{i}", "serve", 1, "127.0.0.1", 9000, 1)
+        assert info.value.reason is Reason.UNKNOWN_SIGNER
+    assert drv.chain.pending == 0
+    drv.send("alice", "register", 1, named_key("alice-hot"), max_burn=10 * T)
+    drv.send("alice-hot", "serve", 1, "127.0.0.1", 9000, 1)
+    drv.send("bob", "faucet", named_key("bob").address, 2 * T)
+    drv.chain.submit(drv.builder("bob").transfer(named_key("alice").address, T, nonce=1))
+    result = drv.block()
+    assert [o.applied for o in result.outcomes] == [True] * 4
+    drv.chain.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from protocol.ledger import UNITS_PER_TOKEN as T
-from protocol.ledger.errors import Reason
+from protocol.ledger.errors import Reason, TxRejected
 from protocol.ledger.events import CommitExpired, WeightsRevealed
 from protocol.ledger.hyperparams import SubnetHyperparams
 from protocol.ledger.testing import ChainDriver, named_key
@@ -42,9 +42,13 @@ def reason_of(drv: ChainDriver, name: str, op: str, *args: object) -> Reason | N
 
 
 def test_only_permit_holders_set_weights(net: ChainDriver) -> None:
-    """A neuron without a validator permit is refused; an unregistered hotkey too."""
+    """A neuron without a validator permit is refused; a key holding no uid too, and a key
+    the chain knows nothing of already at submit."""
     assert reason_of(net, "m1-hot", "set_weights", 1, [2], [1]) is Reason.NOT_PERMITTED
-    assert reason_of(net, "m3-hot", "set_weights", 1, [2], [1]) is Reason.UNKNOWN_HOTKEY
+    assert reason_of(net, "m3", "set_weights", 1, [2], [1]) is Reason.UNKNOWN_HOTKEY
+    with pytest.raises(TxRejected) as info:
+        net.send("m3-hot", "set_weights", 1, [2], [1])
+    assert info.value.reason is Reason.UNKNOWN_SIGNER
     assert reason_of(net, "v-hot", "set_weights", 1, [1, 2], [1, 1]) is None
 
 

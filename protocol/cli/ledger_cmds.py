@@ -82,6 +82,8 @@ ADVICE: dict[Reason, str] = {
     Reason.RATE_LIMITED: "wait weights_rate_limit blocks after the last weights",
     Reason.BAD_SEQUENCE: "another transaction of this key got in first; run the command again",
     Reason.MEMPOOL_FULL: "the node is busy; retry in a few seconds",
+    Reason.UNKNOWN_SIGNER: "the key is unknown to the chain: send it funds first "
+                           "('ensemble transfer'), or register the hotkey",
     Reason.NOT_DEV_CHAIN: "the faucet exists only on dev chains; use 'ensemble transfer'",
     Reason.BAD_CHAIN_ID: "the transaction was signed for another chain",
     Reason.SUPPLY_CAP: "the maximum supply is reached",

@@ -23,6 +23,7 @@ from pathlib import Path
 from protocol.errors import ConfigError
 from protocol.keys import Keypair, decode_address
 from protocol.ledger.block import BlockHeader, tx_digest
+from protocol.ledger.calls import Faucet, Register
 from protocol.ledger.errors import (
     ChainClosedError,
     CorruptChainError,
@@ -124,23 +125,35 @@ class BlockResult:
 class _Mempool:
     queue: deque[tuple[Tx, int]] = field(default_factory=deque)  # each with its encoded size
     per_signer: dict[bytes, int] = field(default_factory=dict)
+    #: Hotkeys a queued ``register`` names: they may queue their own transactions (``serve``)
+    #: before the registration is in a block.
+    registering: dict[bytes, int] = field(default_factory=dict)
     size: int = 0
 
     def add(self, tx: Tx, size: int) -> None:
         self.queue.append((tx, size))
-        self.per_signer[tx.signer] = self.per_signer.get(tx.signer, 0) + 1
+        _count(self.per_signer, tx.signer, 1)
+        if isinstance(tx.call, Register):
+            _count(self.registering, tx.call.hotkey, 1)
         self.size += size
 
     def take(self, count: int) -> list[Tx]:
         batch = [self.queue.popleft() for _ in range(min(count, len(self.queue)))]
         self.size -= sum(size for _, size in batch)
         for tx, _ in batch:
-            left = self.per_signer[tx.signer] - 1
-            if left:
-                self.per_signer[tx.signer] = left
-            else:
-                del self.per_signer[tx.signer]
+            _count(self.per_signer, tx.signer, -1)
+            if isinstance(tx.call, Register):
+                _count(self.registering, tx.call.hotkey, -1)
         return [tx for tx, _ in batch]
+
+
+def _count(counts: dict[bytes, int], key: bytes, step: int) -> None:
+    """Add ``step`` to ``counts[key]``, dropping the key at zero."""
+    left = counts.get(key, 0) + step
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
 
 
 class Chain:
@@ -245,13 +258,20 @@ class Chain:
 
         Raises:
             TxRejected: ``malformed``, ``bad_chain_id``, ``bad_signature``, ``not_dev_chain``,
-                ``bad_sequence`` (nonce is not the signer's next one) or ``mempool_full``.
+                ``unknown_signer`` (a key the state knows nothing of), ``bad_sequence`` (nonce
+                is not the signer's next one) or ``mempool_full``.
             ChainClosedError: the chain is closed.
         """
         self._require_open()
         data = tx if isinstance(tx, bytes) else _wire_bytes(tx)
         tx = decode_tx(data)
         check_stateless(tx, self._state.genesis)
+        if not (self._state.knows(tx.signer) or tx.signer in self._mempool.per_signer
+                or tx.signer in self._mempool.registering or isinstance(tx.call, Faucet)):
+            # Queuing costs nothing and new keys are free: without this rule anyone could fill
+            # the mempool with transactions that can only fail, and lock honest users out.
+            raise TxRejected(Reason.UNKNOWN_SIGNER, "the signing key has no balance, has sent "
+                             "no transaction and is no registered hotkey; fund it first")
         queued = self._mempool.per_signer.get(tx.signer, 0)
         expected = self._state.nonce(tx.signer) + queued
         if tx.nonce != expected:

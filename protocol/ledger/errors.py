@@ -67,6 +67,7 @@ class Reason(str, Enum):
     BAD_REVEAL = "bad_reveal"
     NOT_DEV_CHAIN = "not_dev_chain"
     MEMPOOL_FULL = "mempool_full"
+    UNKNOWN_SIGNER = "unknown_signer"
 
 
 class TxRejected(LedgerError):

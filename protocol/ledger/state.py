@@ -159,6 +159,12 @@ class LedgerState:
         account = self.accounts.get(key)
         return 0 if account is None else account.nonce
 
+    def knows(self, key: bytes) -> bool:
+        """Whether ``key`` has a balance, has sent a transaction, or is a registered hotkey."""
+        account = self.accounts.get(key)
+        return (account is not None and (account.balance > 0 or account.nonce > 0)) \
+            or key in self.owners
+
     def account_for_update(self, key: bytes) -> Account:
         """The account of ``key``, created if missing (call only once a change is certain)."""
         account = self.accounts.get(key)
