@@ -30,6 +30,13 @@ _ArrayT = TypeVar("_ArrayT", bound=np.ndarray[Any, Any])
 
 # liquid alpha's exp_safe clamps the exponent to this range on chain (YUMA.md §3.10c)
 _EXP_CLAMP = 20.0
+# ln 2 split in two (Cody and Waite): _LN2_HI has trailing zero bits, so k * _LN2_HI is exact
+# for the |k| <= 29 that |x| <= 20 gives, and _LN2_LO carries the rest.
+_LN2_HI = 0.6931471803691238
+_LN2_LO = 1.9082149292705877e-10
+# Taylor coefficients 1/i! of e**r, highest first; degree 13 leaves a remainder below 1e-17 for
+# |r| <= ln(2)/2.
+_EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(13, -1, -1))
 
 
 @dataclass(frozen=True)
@@ -405,9 +412,26 @@ def _liquid_alpha(purchase: FloatArray, prev: FloatArray, consensus: FloatArray,
     buying = purchase >= prev
     distance = np.clip(np.where(buying, purchase - consensus[None, :], prev - purchase), 0.0, 1.0)
     exponent = np.clip(-params.alpha_sigmoid_steepness * (distance - 0.5), -_EXP_CLAMP, _EXP_CLAMP)
-    sigmoid = 1.0 / (1.0 + np.exp(exponent))
+    sigmoid = 1.0 / (1.0 + _exp(exponent))
     low, high = params.alpha_low, params.alpha_high
     return np.clip(low + sigmoid * (high - low), low, high)
+
+
+def _exp(x: FloatArray) -> FloatArray:
+    """``e**x`` for ``|x| <= _EXP_CLAMP``, with the same bits on every machine.
+
+    ``np.exp`` picks a SIMD implementation by CPU at run time, and their last bits differ; on a
+    ledger, nodes with different CPUs would then pay different shares and fork. This uses only
+    operations IEEE 754 rounds exactly, one numpy call each, in a fixed order: ``x = k ln 2 + r``
+    with ``|r| <= ln(2)/2``, a Taylor polynomial of ``e**r`` by Horner's rule, and ``2**k``
+    applied by ``ldexp``. Within 2 ulp of ``np.exp``.
+    """
+    k = np.rint(x / _LN2_HI)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = np.full_like(r, _EXP_TAYLOR[0])
+    for coefficient in _EXP_TAYLOR[1:]:
+        p = p * r + coefficient
+    return np.ldexp(p, k.astype(np.int64))
 
 
 # --- §3.11: emission ------------------------------------------------------------------------
