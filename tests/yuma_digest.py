@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from protocol.consensus import YumaParams, yuma_epoch  # noqa: E402
+from protocol.consensus import YumaParams, yuma_epoch
 
 EPOCHS = 150
 N = 32
