@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--netuid", type=int, required=True, help="subnet to validate")
     run.add_argument("--state", type=Path, default=None,
                      help="state file (default ~/.ensemble/validator-<hotkey>-<netuid>.state)")
-    run.add_argument("--sample-size", type=int, default=8, help="miners queried per step (K, default 8)")
+    run.add_argument("--sample-size", type=int, default=8,
+                     help="miners queried per step (K, default 8)")
     run.add_argument("--weights-interval", type=int, default=10,
                      help="blocks between weight submissions (default 10)")
     run.add_argument("--alpha", type=float, default=0.1, help="score EMA rate (default 0.1)")
