@@ -8,9 +8,11 @@ import signal
 import sys
 from pathlib import Path
 
+from protocol.cli.chain import rate_arg
 from protocol.errors import ConfigError
 from protocol.keys import Keypair
 from protocol.logging_setup import add_log_options, configure_logging
+from protocol.ratelimit import DEFAULT_RATE
 
 _EPILOG_ECHO = """examples:
   ensemble miner echo --wallet alice --hotkey default --port 8091
@@ -57,6 +59,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--device", default="cpu", help="torch device for model directories")
     run.add_argument("--max-batch", type=int, default=8,
                      help="largest dynamic batch; also the concurrency limit (default 8)")
+    run.add_argument("--rate-limit", type=_positive_rate, default=DEFAULT_RATE, metavar="N",
+                     help="requests per second one caller may send, in bursts of 2N; 429 "
+                          "beyond. Raise it when routers send you application traffic "
+                          f"(default {DEFAULT_RATE:g})")
     run.add_argument("--capabilities", default="",
                      help="comma-separated task tags the model claims (e.g. math)")
     add_log_options(run)
@@ -148,7 +154,8 @@ def _run_model(args: argparse.Namespace) -> int:
                                                       capabilities=caps, progress_bars=bars))
     config = MinerConfig(netuid=args.netuid, host=args.host, port=args.port,
                          external_host=args.external_host, min_stake=args.min_stake,
-                         max_concurrent=args.max_batch, register=args.register)
+                         max_concurrent=args.max_batch, register=args.register,
+                         rate_limit=args.rate_limit)
     how = (f"ensemble register --chain {chain} --netuid {args.netuid} "
            f"--wallet {args.wallet or 'WALLET'} --hotkey {args.hotkey}")
     return asyncio.run(_serve_model(chain, hotkey, coldkey, backend, config, how))
@@ -176,6 +183,13 @@ async def _serve_model(chain: str, hotkey: Keypair, coldkey: Keypair | None, bac
     async with open_ledger(chain) as ledger:
         await run_miner(hotkey, coldkey, ledger, backend, config, stop, how=how)  # type: ignore[arg-type]
     return 0
+
+
+def _positive_rate(text: str) -> float:
+    value = rate_arg(text)
+    if value == 0:  # a miner on the internet always limits each caller
+        raise argparse.ArgumentTypeError("must be above 0 requests per second")
+    return value
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -24,6 +24,7 @@ from protocol.keys import Keypair
 from protocol.ledger.builders import TxBuilder
 from protocol.ledger.errors import LedgerError, NoSuchItemError, TxRejected, WaitTimeout
 from protocol.ledger.interface import Ledger, submit_and_wait
+from protocol.ratelimit import DEFAULT_RATE, RateLimitConfig
 
 log = logging.getLogger("ensemble.miner")
 
@@ -42,6 +43,8 @@ class MinerConfig:
         min_stake: stake a caller without a validator permit needs (units).
         max_concurrent, max_queue: admission control (set ``max_concurrent`` to the batch size).
         register: register the hotkey if it is not (needs ``coldkey``).
+        rate_limit: requests per second one caller may send, in bursts of twice that; a router
+            sending application traffic needs more than a validator does.
     """
 
     netuid: int
@@ -53,6 +56,16 @@ class MinerConfig:
     max_queue: int = 256
     register: bool = False
     max_burn: int | None = None
+    rate_limit: float = DEFAULT_RATE
+
+
+def server_config(config: MinerConfig) -> ServerConfig:
+    """The server settings a networked miner runs with."""
+    return ServerConfig(
+        host=config.host, port=config.port, netuid=config.netuid,
+        admission=AdmissionConfig(max_concurrent=config.max_concurrent,
+                                  max_queue=config.max_queue),
+        rate_limit=RateLimitConfig(rate=config.rate_limit, burst=2 * config.rate_limit))
 
 
 class NotRegisteredError(ConfigError):
@@ -136,10 +149,7 @@ async def run_miner(hotkey: Keypair, coldkey: Keypair | None, ledger: Ledger, ba
     uid = await ensure_registered(ledger, hotkey, coldkey, config, how)
     policy = MetagraphPolicy(min_stake=config.min_stake)
     policy.update_from(await ledger.metagraph(config.netuid))
-    server = MinerServer(hotkey, ServerConfig(
-        host=config.host, port=config.port, netuid=config.netuid,
-        admission=AdmissionConfig(max_concurrent=config.max_concurrent,
-                                  max_queue=config.max_queue)), policy=policy)
+    server = MinerServer(hotkey, server_config(config), policy=policy)
     add_model_routes(server, backend)
     async with server:
         public_host = config.external_host or config.host

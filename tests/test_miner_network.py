@@ -13,6 +13,7 @@ from miners.backends.deterministic import EchoMathBackend, solve
 from miners.model_routes import add_model_routes
 from miners.policy import MetagraphPolicy
 from miners.server import MinerServer, ServerConfig
+from miners.service import MinerConfig, server_config
 from protocol import envelope
 from protocol.client import Client, Target, Timeouts
 from protocol.errors import ReceiptError, RemoteError
@@ -125,3 +126,19 @@ async def test_correct_answer_with_forged_receipt_scores_zero(
     scores = {i.hotkey: s for i, s in validator.state.scores.items()}
     assert scores[named_key("forger-hot").address] == 0.0
     assert scores[named_key("m-hot").address] > 0.2
+
+
+async def test_the_miner_rate_limit_is_the_operators(stack: AsyncExitStack) -> None:
+    """``--rate-limit`` reaches the server: a caller gets its bursts of 2N, then 429."""
+    config = server_config(MinerConfig(netuid=1, port=0, rate_limit=1.5))
+    assert (config.rate_limit.rate, config.rate_limit.burst) == (1.5, 3.0)
+    server = MinerServer(named_key("m-hot"), config)
+    add_model_routes(server, EchoMathBackend())
+    await stack.enter_async_context(server)
+    target = Target(server.address, server.url)
+    client = await stack.enter_async_context(Client(named_key("v1-hot")))
+    results = [await client.query(target, "generate", PROMPT, GenerateResponse)
+               for _ in range(4)]
+    assert [r.ok for r in results] == [True, True, True, False]
+    assert isinstance(results[3].error, RemoteError)
+    assert results[3].error.status == 429

@@ -125,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
     serve.add_argument("--port", type=_port, default=8700,
                        help="TCP port, 0 = any free port (default 8700)")
-    serve.add_argument("--rate-limit", type=_rate, default=50.0, metavar="N",
+    serve.add_argument("--rate-limit", type=rate_arg, default=50.0, metavar="N",
                        help="requests per second per client IP address, bursts of 4N, 429 "
                             "beyond; clients on this machine are exempt; 0 = no limit "
                             "(default 50)")
@@ -161,7 +161,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _rate(text: str) -> float:
+def rate_arg(text: str) -> float:
+    """argparse type: requests per second, 0 to 1 000 000."""
     try:
         value = float(text)
     except ValueError:
