@@ -88,3 +88,15 @@ def test_manifest_round_trips(tmp_path: pathlib.Path) -> None:
     manifest = Manifest(str(tmp_path), "http://127.0.0.1:1", 1, "/w", [record], None, 5.0)
     manifest.write(tmp_path / "processes.json")
     assert Manifest.read(tmp_path / "processes.json") == manifest
+
+
+def test_start_never_deletes_a_directory_it_did_not_make(tmp_path: pathlib.Path) -> None:
+    """A --state-dir holding other files is refused and left intact."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    started = _localnet("start", "--state-dir", str(precious), "--echo-miners", "1",
+                        home=tmp_path, timeout=60)
+    assert started.returncode == 1
+    assert "holds no local network" in started.stderr
+    assert (precious / "notes.txt").read_text() == "keep me"

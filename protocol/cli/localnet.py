@@ -93,8 +93,14 @@ def _cmd_start(args: argparse.Namespace) -> int:
     if args.validators < 0 or args.echo_miners < 0:
         raise ConfigError("--validators and --echo-miners must not be negative")
     # A fresh network each time: the old chain, wallets and state would not match new keys.
+    # Only a directory a localnet made is ever deleted: --state-dir may name anything.
+    if state.exists() and any(state.iterdir()) and not (
+            (state / _MARKER).is_file() or manifest_path.is_file()):
+        raise ConfigError(f"{state} is not empty and holds no local network; it is left "
+                          "alone: pick an empty or new --state-dir")
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
+    (state / _MARKER).write_text("made by 'ensemble localnet start'; deleted by the next one\n")
     plan = (echo_plan(args.echo_miners, args.validators, args.block_time, router=True)
             if args.echo_miners else
             graded_plan(validators=args.validators, block_time=args.block_time))
@@ -116,10 +122,16 @@ def _cmd_start(args: argparse.Namespace) -> int:
           f"--netuid {plan.netuid})")
     if network.manifest.gateway_url:
         print(f"  gateway {network.manifest.gateway_url}/v1")
-    print(f"  wallets {network.manifest.wallet_path}   (ENSEMBLE_PASSWORD={password})")
+    # The built-in password is shown so the wallets can be used; a user's own is never printed.
+    shown = password if password == DEFAULT_PASSWORD else "your $ENSEMBLE_PASSWORD"
+    print(f"  wallets {network.manifest.wallet_path}   (ENSEMBLE_PASSWORD={shown})")
     print(f"  logs    {state / 'logs'}")
     print("'ensemble localnet status' shows every process; 'ensemble localnet stop' stops them")
     return EXIT_OK
+
+
+#: The file that marks a state directory as a localnet's own (so the next start may delete it).
+_MARKER = ".ensemble-localnet"
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
