@@ -165,6 +165,16 @@ async def test_seeded_sampling_is_reproducible(backend: TransformersBackend) -> 
     assert len(others | {alone.text}) > 1
 
 
+async def test_a_tiny_temperature_samples_like_greedy_and_harms_no_batchmate(
+        backend: TransformersBackend) -> None:
+    """Temperatures down to the smallest float decode as greedy would, and never fail the other
+    requests sharing their batch (logits / 1e-38 used to overflow to NaN)."""
+    batch = await asyncio.gather(*(
+        backend.generate(greedy("32+97=", temperature=t, seed=1), NEVER)
+        for t in (1e-38, 5e-324, 1e-6)), backend.generate(greedy("12+34="), NEVER))
+    assert [r.text for r in batch] == ["129", "129", "129", "46"]
+
+
 async def test_top_p_zero_keeps_only_the_top_token(backend: TransformersBackend) -> None:
     """Nucleus sampling always keeps the most likely token, so top_p=0 decodes greedily."""
     response = await backend.generate(greedy("32+97=", temperature=2.0, top_p=0.0, seed=3),

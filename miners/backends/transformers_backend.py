@@ -458,7 +458,11 @@ def _put_all(items: list[tuple[_Job, Delta | BaseException]]) -> None:
 def _sample(logits: torch.Tensor, temperature: float, top_p: float,
             generator: torch.Generator) -> int:
     """Draw one token id with temperature and nucleus filtering (on CPU, for reproducibility)."""
-    probs = torch.softmax(logits.float().cpu() / temperature, dim=-1)
+    # Shifted so the largest logit is 0 first: any temperature the wire allows (down to the
+    # smallest float) then gives finite scores, where 1e-38 would overflow to inf and NaN, and
+    # fail every request of the batch.
+    scores = logits.double().cpu()
+    probs = torch.softmax((scores - scores.max()) / temperature, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
         # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
