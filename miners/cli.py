@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--min-stake", type=float, default=0.0,
                      help="stake (units) a non-validator caller needs (default 0)")
     run.add_argument("--device", default="cpu", help="torch device for model directories")
-    run.add_argument("--max-batch", type=int, default=8,
+    run.add_argument("--max-batch", type=_positive_int, default=8,
                      help="largest dynamic batch; also the concurrency limit (default 8)")
     run.add_argument("--rate-limit", type=_positive_rate, default=DEFAULT_RATE, metavar="N",
                      help="requests per second one caller may send, in bursts of 2N; 429 "
@@ -183,6 +183,12 @@ async def _serve_model(chain: str, hotkey: Keypair, coldkey: Keypair | None, bac
     async with open_ledger(chain) as ledger:
         await run_miner(hotkey, coldkey, ledger, backend, config, stop, how=how)  # type: ignore[arg-type]
     return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
 
 
 def _positive_rate(text: str) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import select
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -382,3 +383,16 @@ def test_serve_refuses_a_bad_rate_limit(tmp_path: Path, capsys: pytest.CaptureFi
     assert info.value.code == 2
     assert "--rate-limit" in capsys.readouterr().err
     assert not (tmp_path / "c.db").exists()
+
+
+def test_a_port_in_use_is_a_plain_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """Binding a taken port ends with an 'error:' line that says what to do, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["miner", "echo", "--port", str(port), "--dev-seed", "11" * 32]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "the port is taken" in err
+    assert "Traceback" not in err

@@ -8,6 +8,7 @@ never at package import, so ``import protocol`` stays free of side effects.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
@@ -57,6 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args))
     except EnsembleError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # Every server command binds a port; the same mistake gets the same plain advice.
+        print(f"error: {exc.strerror or exc}: the port is taken; stop what uses it or pick "
+              "another port (--port, or --metrics-port for a validator)", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
