@@ -139,7 +139,7 @@ class PublicKey:
 class Keypair:
     """An Ed25519 signing key. The seed never leaves this object except through ``seed``."""
 
-    __slots__ = ("_public", "_secret", "_seed")
+    __slots__ = ("_public", "_secret")
 
     def __init__(self, seed: bytes) -> None:
         """Build a key pair from a 32-byte seed (no I/O).
@@ -149,8 +149,8 @@ class Keypair:
         """
         if len(seed) != SEED_SIZE:
             raise IdentityError(f"an Ed25519 seed is {SEED_SIZE} bytes, got {len(seed)}")
-        self._seed = bytes(seed)
-        public, self._secret = nacl.bindings.crypto_sign_seed_keypair(self._seed)
+        # libsodium's secret key is the seed followed by the public key.
+        public, self._secret = nacl.bindings.crypto_sign_seed_keypair(bytes(seed))
         self._public = PublicKey(public)
 
     @classmethod
@@ -161,7 +161,7 @@ class Keypair:
     @property
     def seed(self) -> bytes:
         """The 32-byte private seed (handle with care)."""
-        return self._seed
+        return self._secret[:SEED_SIZE]
 
     @property
     def public_key(self) -> PublicKey:
