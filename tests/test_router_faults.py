@@ -192,6 +192,20 @@ async def test_first_token_deadline_fires_on_time(tmp_path: Path, stack: AsyncEx
     assert info.value.should_retry is False
 
 
+async def test_closing_a_stream_early_cancels_its_attempt_at_once(
+        tmp_path: Path, stack: AsyncExitStack) -> None:
+    """``aclose`` after the first piece ends the miner attempt before it returns, not when the
+    event loop gets round to finalising the generator."""
+    fleet = await start_fleet(tmp_path, stack, {"slow": SlowTokensBackend(0.2)})
+    router = await open_router(stack, fleet, seed=11, hedge=HedgeConfig(enabled=False))
+    stream = router.stream("1234+4321=", max_tokens=8)
+    assert await stream.__anext__() == "5"
+    await stream.aclose()
+    cancelled = router.metrics.registry.get_sample_value(
+        "ensemble_router_attempts_total", {"role": "primary", "outcome": "cancelled"})
+    assert cancelled == 1.0
+
+
 async def test_total_deadline_fires_on_time(tmp_path: Path, stack: AsyncExitStack) -> None:
     """The caller's timeout ends a request stuck before its first token, on time."""
     fleet = await start_fleet(tmp_path, stack, {"silent": never_answer})
