@@ -1,10 +1,11 @@
 """The query client: signed requests to miners, verified receipts back (SPEC.md §5).
 
-One pooled aiohttp session per client, opened by ``async with Client(...)``; the constructor
-does no I/O. A query never raises for one miner's failure: it returns a :class:`QueryResult`
-that is either ok (response, latency, receipt) or carries a typed :class:`QueryError`.
-Three deadlines apply separately: connect, first byte (response headers), and total; the total
-deadline is also sent to the miner, which cancels its work when it passes.
+One pool of keep-alive HTTP/1.1 connections per client (:mod:`protocol.http1`), opened by
+``async with Client(...)``; the constructor does no I/O. A query never raises for one miner's
+failure: it returns a :class:`QueryResult` that is either ok (response, latency, receipt) or
+carries a typed :class:`QueryError`. Three deadlines apply separately: connect, first byte
+(response headers), and total; the total deadline is also sent to the miner, which cancels its
+work when it passes.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import aiohttp
-
-from protocol import envelope, stream
+from protocol import envelope, http1, stream
 from protocol.clock import Clock, SystemClock
 from protocol.errorbody import ErrorBody
 from protocol.errors import (
@@ -111,11 +110,10 @@ class Client:
         self._config = config
         self._netuid = netuid
         self._clock: Clock = clock or SystemClock()
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: http1.Pool | None = None
 
     async def __aenter__(self) -> Client:
-        connector = aiohttp.TCPConnector(limit=self._config.pool_size, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        self._pool = http1.Pool(http1.PoolConfig(max_connections=self._config.pool_size))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -123,9 +121,9 @@ class Client:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     @property
     def address(self) -> str:
@@ -156,20 +154,20 @@ class Client:
                         response_type: type[R], t: Timeouts) -> tuple[R, envelope.Receipt]:
         body = message.encode()
         headers, digest = self._sign(target, route, body, t.total)
-        session = self._require_session()
+        pool = self._require_pool()
         now = asyncio.get_running_loop().time()
         total_at = now + t.total
         first_byte_at = min(now + t.first_byte, total_at)
-        resp: aiohttp.ClientResponse | None = None
+        resp: http1.Response | None = None
         try:
             # One timer serves both deadlines: it first fires at the first-byte deadline, and
             # moves to the total deadline once the headers are in (a timer costs a heap entry
             # and a Python-level comparison per sift, on every request).
             async with asyncio.timeout_at(first_byte_at) as timer:
-                resp = await self._send(session, target, route, body, headers, t)
+                resp = await pool.request(target.url, _path(route), headers, body, t.connect)
                 timer.reschedule(total_at)
                 async with resp:
-                    data = await self._read_capped(resp)
+                    data = await resp.read(self._config.max_response)
         except TimeoutError:
             if resp is None and first_byte_at < total_at:
                 raise QueryTimeout(f"no response headers within {t.first_byte} s",
@@ -178,7 +176,8 @@ class Client:
         return self._verify_unary(target, resp, data, digest, response_type)
 
     def _sign(self, target: Target, route: str, body: bytes,
-              total_s: float) -> tuple[dict[str, str], bytes]:
+              total_s: float) -> tuple[bytes, bytes]:
+        """The signed request's header lines (``Name: value\\r\\n``) and its digest."""
         try:
             receiver = target.public_key
         except AddressError as exc:
@@ -190,62 +189,22 @@ class Client:
             receiver=receiver, netuid=self._netuid, timestamp_ms=now,
             nonce=os.urandom(envelope.NONCE_SIZE), deadline_ms=now + max(1, int(total_s * 1000)))
         headers, digest = envelope.sign_request_with_digest(self._keypair, header, body)
-        headers["Content-Type"] = envelope.MSGPACK_TYPE
-        return headers, digest
+        # Every value is ours (digits, hex, addresses, a checked route): no CR or LF can occur.
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        return _FIXED_HEADERS + lines.encode("ascii"), digest
 
-    async def _post(self, session: aiohttp.ClientSession, target: Target, route: str,
-                    body: bytes, headers: dict[str, str], t: Timeouts) -> aiohttp.ClientResponse:
+    async def _post(self, target: Target, route: str, body: bytes, headers: bytes,
+                    t: Timeouts) -> http1.Response:
         """POST and wait for the response headers within the first-byte deadline."""
         try:
             async with asyncio.timeout(t.first_byte):
-                return await self._send(session, target, route, body, headers, t)
+                return await self._require_pool().request(target.url, _path(route), headers,
+                                                          body, t.connect)
         except TimeoutError:
             raise QueryTimeout(f"no response headers within {t.first_byte} s",
                                phase="first_byte") from None
 
-    async def _send(self, session: aiohttp.ClientSession, target: Target, route: str,
-                    body: bytes, headers: dict[str, str], t: Timeouts) -> aiohttp.ClientResponse:
-        """POST and return once the response headers are in, mapping failures to typed errors.
-
-        Applies the connect deadline only; the caller bounds the whole wait.
-        """
-        url = f"{target.url}{envelope.ROUTE_PREFIX}{route}"
-        try:
-            # No redirects: a miner must answer itself, not send validators' signed requests
-            # to a URL of its choosing (another service on their network, for instance).
-            return await session.post(url, data=body, headers=headers,
-                                      timeout=_client_timeout(t.connect), allow_redirects=False)
-        except aiohttp.ServerTimeoutError:
-            # aiohttp's connect timeout; a subclass of TimeoutError, so it must not escape as
-            # one (the caller's deadline handling would take it for its own).
-            raise QueryTimeout(f"could not connect within {t.connect} s",
-                               phase="connect") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectFailed(f"cannot connect to {target.url}: {exc.os_error}") from None
-        except aiohttp.ClientError as exc:
-            raise ConnectFailed(f"connection to {target.url} failed: {exc}") from None
-
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
-        cap = self._config.max_response
-        if resp.content_length is not None and resp.content_length > cap:
-            raise RemoteError(f"answer of {resp.content_length} bytes exceeds {cap}",
-                              status=resp.status, code="too_large")
-        try:
-            if resp.content_length is not None:
-                return await resp.read()  # known and within the cap: one read, no loop
-            data = await resp.content.read(cap + 1)
-            while len(data) <= cap:
-                more = await resp.content.read(cap + 1 - len(data))
-                if not more:
-                    break
-                data += more
-        except aiohttp.ClientError as exc:
-            raise ConnectFailed(f"connection dropped while reading the answer: {exc}") from None
-        if len(data) > cap:
-            raise RemoteError(f"answer exceeds {cap} bytes", status=resp.status, code="too_large")
-        return data
-
-    def _verify_unary(self, target: Target, resp: aiohttp.ClientResponse, data: bytes,
+    def _verify_unary(self, target: Target, resp: http1.Response, data: bytes,
                       request_digest: bytes, response_type: type[R]) -> tuple[R, envelope.Receipt]:
         receipt = self._receipt_or_none(resp, data, request_digest, target)
         if resp.status != 200:
@@ -258,7 +217,7 @@ class Client:
             raise RemoteError(f"miner sent a malformed answer: {exc}", status=200,
                               code="bad_answer", signed=True) from None
 
-    def _receipt_or_none(self, resp: aiohttp.ClientResponse, data: bytes, request_digest: bytes,
+    def _receipt_or_none(self, resp: http1.Response, data: bytes, request_digest: bytes,
                          target: Target) -> envelope.Receipt | None:
         """Return the verified receipt; None if absent on an error; raise if forged."""
         if envelope.H_RECEIPT_SIGNATURE not in resp.headers and resp.status != 200:
@@ -285,10 +244,10 @@ class Client:
         return StreamCall(self, target, route, message, chunk_type,
                           timeouts or self._config.timeouts)
 
-    def _require_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _require_pool(self) -> http1.Pool:
+        if self._pool is None:
             raise RuntimeError("use the client inside 'async with Client(...)'")
-        return self._session
+        return self._pool
 
 
 class StreamCall(Generic[R]):
@@ -311,12 +270,11 @@ class StreamCall(Generic[R]):
         client, t = self._client, self._timeouts
         body = self._message.encode()
         headers, digest = client._sign(self._target, self._route, body, t.total)
-        session = client._require_session()
         deadline = asyncio.get_running_loop().time() + t.total
-        resp = await client._post(session, self._target, self._route, body, headers, t)
+        resp = await client._post(self._target, self._route, body, headers, t)
         async with resp:
             if resp.status != 200:
-                data = await client._read_capped(resp)
+                data = await resp.read(client._config.max_response)
                 receipt = client._receipt_or_none(resp, data, digest, self._target)
                 raise _remote_error(resp.status, data, signed=receipt is not None)
             reader = stream.StreamReader(digest, self._target.public_key)
@@ -330,7 +288,7 @@ class StreamCall(Generic[R]):
                     raise StreamIntegrityError(f"malformed stream chunk: {exc}") from None
             self.receipt = reader.finish()
 
-    async def _frames(self, resp: aiohttp.ClientResponse, reader: stream.StreamReader,
+    async def _frames(self, resp: http1.Response, reader: stream.StreamReader,
                       deadline: float) -> AsyncIterator[stream.Frame]:
         loop = asyncio.get_running_loop()
         pending: list[stream.Frame] = []
@@ -338,11 +296,11 @@ class StreamCall(Generic[R]):
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
-                    chunk = await resp.content.readany()
+                    chunk = await resp.read_chunk()
             except TimeoutError:
                 raise QueryTimeout("stream did not finish within the total deadline",
                                    phase="total") from None
-            except aiohttp.ClientError as exc:
+            except ConnectFailed as exc:
                 raise StreamIntegrityError(f"stream connection failed: {exc}") from None
             if not chunk:
                 break
@@ -371,10 +329,15 @@ class StreamCall(Generic[R]):
                           retry_after=body.retry_after, signed=True)
 
 
-@functools.lru_cache(maxsize=64)
-def _client_timeout(connect_s: float) -> aiohttp.ClientTimeout:
-    """The aiohttp timeout object for a connect deadline (built once per value)."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect_s)
+#: Sent with every request; the signed headers follow.
+_FIXED_HEADERS = (f"Content-Type: {envelope.MSGPACK_TYPE}\r\n"
+                  f"User-Agent: ensemblenet/{envelope.PROTOCOL_VERSION}\r\n").encode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _path(route: str) -> str:
+    """``/v1/<route>``, checked: the route goes into the request line."""
+    return envelope.check_route(envelope.ROUTE_PREFIX + route)
 
 
 def _remote_error(status: int, data: bytes, *, signed: bool) -> RemoteError:
