@@ -171,6 +171,9 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ConnectFailed(f"the server sent a malformed HTTP answer: {exc}"))
             return
+        except httptools.HttpParserUpgrade:
+            self._fail(ConnectFailed("the server switched protocols; a query needs HTTP/1.1"))
+            return
         if self._error is None and not self._head_done() \
                 and self._head_bytes > self._pool.config.max_head_bytes:
             self._fail(ConnectFailed(
@@ -290,8 +293,9 @@ class _Connection(asyncio.Protocol):
 
     def finish(self) -> bool:
         """End the exchange; return whether the connection may carry another one."""
+        # Unread body bytes or a paused reader would garble or stall the next exchange.
         reusable = (self._complete and self._error is None and self._keep_alive
-                    and not self._until_eof and not self.closed)
+                    and not self._body and not self._paused and not self.closed)
         self._parser = None
         self._head = None
         self._status = 0

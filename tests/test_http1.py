@@ -137,7 +137,10 @@ async def test_answer_without_length_ends_with_the_connection() -> None:
     (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel", "closed before"),
     (OK + OK, "more than one answer"),
     (b"", "closed before"),
-], ids=["huge-head", "many-headers", "bad-status", "cut-body", "two-answers", "nothing"])
+    (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+     "switched protocols"),
+], ids=["huge-head", "many-headers", "bad-status", "cut-body", "two-answers", "nothing",
+        "upgrade"])
 async def test_hostile_answers_are_connect_failures(answer: bytes, message: str) -> None:
     async with scripted(Script(lambda n: answer, close_after=True)) as url:
         pool = http1.Pool()
