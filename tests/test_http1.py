@@ -326,3 +326,17 @@ def test_any_answer_is_a_body_or_a_typed_failure(answer: bytes) -> None:
 
     result = _run(exchange)
     assert isinstance(result, (tuple, ConnectFailed, RemoteError))
+
+
+@pytest.mark.parametrize("size", [10, 4 << 20], ids=["small", "paused"])
+async def test_a_connection_released_before_its_body_was_read_is_not_reused(size: int) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"a" * size
+    script = Script(lambda n: answer if n == 1 else OK)
+    async with scripted(script) as url:
+        pool = http1.Pool()
+        response = await pool.request(url, "/v1/echo", b"", b"", 2.0)
+        await asyncio.sleep(0.1)
+        response.release()
+        assert await fetch(pool, url) == (200, b"hello")
+        await pool.aclose()
+    assert script.connections == 2
