@@ -106,8 +106,16 @@ def _keypair(seed: bytes | None, random_bytes: RandomBytes) -> Keypair:
 
 
 def _make_dir(path: Path) -> None:
+    """Create ``path`` and any missing parents, each 0700 (``mkdir -p`` would give parents the
+    umask's mode, and a world-readable wallet root lists every wallet's name)."""
+    missing = []
     try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        ancestor = path
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            missing.append(ancestor)
+            ancestor = ancestor.parent
+        for directory in reversed(missing):
+            directory.mkdir(mode=DIR_MODE, exist_ok=True)
     except OSError as exc:
         raise KeyfilePermissionError(f"cannot create directory {path}: {exc.strerror}") from exc
 

@@ -112,6 +112,14 @@ def test_wallet_lifecycle(tmp_path: Path) -> None:
         wallet.hotkey("enc")
 
 
+def test_missing_parents_of_a_wallet_are_created_private(tmp_path: Path) -> None:
+    """SPEC §2.2: directories are 0700, the wallet root included (it lists wallet names)."""
+    root = tmp_path / "home" / "wallets"
+    Wallet(root, "alice").create("pw", CHEAP, seed=COLD_SEED)
+    modes = [stat.S_IMODE(os.stat(d).st_mode) for d in (tmp_path / "home", root, root / "alice")]
+    assert modes == [0o700, 0o700, 0o700]
+
+
 def test_create_twice_refuses(tmp_path: Path) -> None:
     """A second create of the same wallet raises and keeps the original coldkey."""
     wallet = Wallet(tmp_path, "alice")
