@@ -244,6 +244,22 @@ def test_existing_wallet_and_hotkey(root: Path, capsys: pytest.CaptureFixture[st
     assert "hotkey 'h' already exists in wallet 'alice'" in err
 
 
+def test_a_missing_public_file_does_not_hide_the_other_wallets(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, root, "create", "alice", "--seed-hex", COLD_SEED.hex(), *FAST)
+    run(capsys, root, "create", "bob", *FAST)
+    run(capsys, root, "new-hotkey", "alice", "m1", "--no-password", "--seed-hex", HOT_SEED.hex())
+    (root / "bob" / "coldkeypub.txt").unlink()
+    (root / "alice" / "hotkeys" / "m1.pub").unlink()
+    code, out, _ = run(capsys, root, "list")
+    assert code == 0
+    rows = [line.split()[:2] for line in out.splitlines()[1:]]
+    assert rows == [["alice", COLD_ADDRESS], ["bob", "unreadable"]]
+    code, out, _ = run(capsys, root, "show", "alice")
+    assert code == 0
+    assert out.splitlines()[4].split()[:2] == ["m1", "unreadable"]
+
+
 def test_list_empty(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An empty or missing root lists nothing and says how to start; JSON gives []."""
     code, out, _ = run(capsys, root, "list")

@@ -254,7 +254,8 @@ def _cmd_create(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     root = _root(args, os.environ)
     wallets = [Wallet(root, name) for name in list_wallets(root)]
-    rows = [(w.name, w.coldkey_address(), len(w.hotkey_names())) for w in wallets]
+    # One damaged wallet must not hide the others: its row says what is wrong instead.
+    rows = [(w.name, _or_problem(w.coldkey_address), len(w.hotkey_names())) for w in wallets]
     if args.json:
         _print_json([{"name": name, "coldkey": address, "hotkeys": count}
                      for name, address, count in rows])
@@ -267,18 +268,27 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _or_problem(read: Callable[[], str]) -> str:
+    """An address read from a public file, or what is wrong with that file."""
+    try:
+        return read()
+    except IdentityError as exc:
+        return f"unreadable ({exc})"
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     wallet = _existing_wallet(args, args.name)
-    hotkeys = [(name, wallet.hotkey_address(name), wallet.hotkey_encrypted(name))
-               for name in wallet.hotkey_names()]
+    hotkeys = [(name, _or_problem(partial(wallet.hotkey_address, name)),
+                wallet.hotkey_encrypted(name)) for name in wallet.hotkey_names()]
     if args.json:
         _print_json({
-            "name": wallet.name, "path": str(wallet.path), "coldkey": wallet.coldkey_address(),
+            "name": wallet.name, "path": str(wallet.path),
+            "coldkey": _or_problem(wallet.coldkey_address),
             "hotkeys": [{"name": name, "address": address, "encrypted": encrypted}
                         for name, address, encrypted in hotkeys]})
         return EXIT_OK
     print(f"wallet   {wallet.name}  ({wallet.path})")
-    print(f"coldkey  {wallet.coldkey_address()}")
+    print(f"coldkey  {_or_problem(wallet.coldkey_address)}")
     if not hotkeys:
         print(f"no hotkeys; add one with: ensemble wallet new-hotkey {wallet.name} NAME"
               f"{_path_hint(args)}")
