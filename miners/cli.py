@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8091, help="TCP port, 0 = any (default 8091)")
     run.add_argument("--external-host", default=None,
-                     help="host published on the ledger (default: --host)")
+                     help="host published on the ledger (default: --host; required when "
+                          "--host is 0.0.0.0 or ::)")
     run.add_argument("--register", action="store_true",
                      help="register the hotkey if needed, paying the burn from the coldkey")
     run.add_argument("--min-stake", type=float, default=0.0,
@@ -141,6 +142,11 @@ def _run_model(args: argparse.Namespace) -> int:
     from miners.service import MinerConfig  # noqa: PLC0415
 
     configure_logging(args.log_format, args.log_level)
+    # Checked before the password prompt and the model load (which may take minutes).
+    config = MinerConfig(netuid=args.netuid, host=args.host, port=args.port,
+                         external_host=args.external_host, min_stake=args.min_stake,
+                         max_concurrent=args.max_batch, register=args.register,
+                         rate_limit=args.rate_limit)
     from protocol.cli.ledger_cmds import chain_spec  # noqa: PLC0415
 
     chain = chain_spec(args)
@@ -152,10 +158,6 @@ def _run_model(args: argparse.Namespace) -> int:
     bars = args.log_format == "text" and sys.stderr.isatty()
     backend = load_backend(args.model, BackendOptions(device=args.device, max_batch=args.max_batch,
                                                       capabilities=caps, progress_bars=bars))
-    config = MinerConfig(netuid=args.netuid, host=args.host, port=args.port,
-                         external_host=args.external_host, min_stake=args.min_stake,
-                         max_concurrent=args.max_batch, register=args.register,
-                         rate_limit=args.rate_limit)
     how = (f"ensemble register --chain {chain} --netuid {args.netuid} "
            f"--wallet {args.wallet or 'WALLET'} --hotkey {args.hotkey}")
     return asyncio.run(_serve_model(chain, hotkey, coldkey, backend, config, how))

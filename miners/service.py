@@ -58,6 +58,22 @@ class MinerConfig:
     max_burn: int | None = None
     rate_limit: float = DEFAULT_RATE
 
+    def __post_init__(self) -> None:
+        if self.external_host is None and self.host in WILDCARD_HOSTS:
+            raise ConfigError(
+                f"--host {self.host or repr('')} listens on every interface, but the ledger "
+                "needs an address validators can reach: add --external-host with your public "
+                "IP address or DNS name")
+
+    @property
+    def public_host(self) -> str:
+        """The host published on the ledger."""
+        return self.external_host or self.host
+
+
+#: Bind addresses meaning "every interface": never an address another machine can dial.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})  # noqa: S104 (a check, not a bind)
+
 
 def server_config(config: MinerConfig) -> ServerConfig:
     """The server settings a networked miner runs with."""
@@ -152,8 +168,7 @@ async def run_miner(hotkey: Keypair, coldkey: Keypair | None, ledger: Ledger, ba
     server = MinerServer(hotkey, server_config(config), policy=policy)
     add_model_routes(server, backend)
     async with server:
-        public_host = config.external_host or config.host
-        await publish_endpoint(ledger, hotkey, config.netuid, public_host, server.port)
+        await publish_endpoint(ledger, hotkey, config.netuid, config.public_host, server.port)
         model = backend.info().model
         print(f"miner uid {uid} serving {model} on {server.url} as {hotkey.address}",
               flush=True)

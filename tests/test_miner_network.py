@@ -16,7 +16,7 @@ from miners.server import MinerServer, ServerConfig
 from miners.service import MinerConfig, server_config
 from protocol import envelope
 from protocol.client import Client, Target, Timeouts
-from protocol.errors import ReceiptError, RemoteError
+from protocol.errors import ConfigError, ReceiptError, RemoteError
 from protocol.ledger import UNITS_PER_TOKEN as T
 from protocol.ledger.hyperparams import SubnetHyperparams
 from protocol.ledger.interface import EmbeddedLedger
@@ -142,3 +142,23 @@ async def test_the_miner_rate_limit_is_the_operators(stack: AsyncExitStack) -> N
     assert [r.ok for r in results] == [True, True, True, False]
     assert isinstance(results[3].error, RemoteError)
     assert results[3].error.status == 429
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", ""])
+def test_a_wildcard_bind_needs_an_external_host(host: str) -> None:
+    """Publishing 0.0.0.0 on the ledger would leave every validator dialling itself."""
+    with pytest.raises(ConfigError, match="--external-host"):
+        MinerConfig(netuid=1, host=host)
+    config = MinerConfig(netuid=1, host=host, external_host="miner.example")
+    assert config.public_host == "miner.example"
+    assert MinerConfig(netuid=1, host="10.0.0.5").public_host == "10.0.0.5"
+
+
+def test_the_command_line_refuses_a_wildcard_bind_before_loading_anything(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from protocol.cli.main import main  # noqa: PLC0415
+
+    code = main(["miner", "run", "--netuid", "1", "--model", "echo-math", "--host", "0.0.0.0",
+                 "--chain", "/nonexistent/chain.sqlite"])
+    assert code != 0
+    assert "add --external-host" in capsys.readouterr().err
