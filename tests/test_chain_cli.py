@@ -4,6 +4,7 @@ advice, usage errors for bad input."""
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import socket
@@ -313,8 +314,9 @@ def test_a_production_chain_runs_as_a_node_from_its_genesis(
     assert init_chain(db, "--balance", f"{alice}=50") == 0
     node = subprocess.Popen(
         [sys.executable, "-m", "protocol.cli.main", "chain", "serve", "--db", str(db),
-         "--node-key-seed", bytes(range(32)).hex(), "--block-time", "0.1", "--port", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+         "--block-time", "0.1", "--port", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "ENSEMBLE_NODE_KEY_SEED": bytes(range(32)).hex()})
     try:
         assert node.stdout is not None
         ready, _, _ = select.select([node.stdout], [], [], 60)
@@ -396,3 +398,18 @@ def test_a_port_in_use_is_a_plain_error(capsys: pytest.CaptureFixture[str]) -> N
     assert err.startswith("error: ")
     assert "the port is taken" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "seed_env", "message"), [
+    (["--node-key-seed", "00" * 32], "11" * 32, "one of --node-key-seed or $ENSEMBLE_NODE_KEY"),
+    (["--wallet", "node"], "11" * 32, "$ENSEMBLE_NODE_KEY_SEED or --wallet, not both"),
+    ([], "11" * 31, "$ENSEMBLE_NODE_KEY_SEED: a seed is 64 hex digits"),
+    ([], "zz" * 32, "$ENSEMBLE_NODE_KEY_SEED: not hexadecimal"),
+])
+def test_the_block_key_comes_from_exactly_one_source(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        argv: list[str], seed_env: str, message: str) -> None:
+    monkeypatch.setenv("ENSEMBLE_NODE_KEY_SEED", seed_env)
+    assert main(["chain", "serve", "--db", str(tmp_path / "c.db"), "--dev", "--port", "0",
+                 *argv]) != 0
+    assert message in capsys.readouterr().err

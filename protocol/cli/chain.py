@@ -30,6 +30,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 PASSWORD_ENV = "ENSEMBLE_PASSWORD"  # noqa: S105 - the variable's name, not a password
+#: The block key's seed, kept out of argv (which ``ps`` and shell history show to others).
+NODE_KEY_ENV = "ENSEMBLE_NODE_KEY_SEED"
 
 _GROUP_EPILOG = """\
 examples:
@@ -46,8 +48,8 @@ _SERVE_EPILOG = """\
 examples:
   ensemble chain serve --db ./dev.db --dev
   ensemble chain serve --db ./dev.db --dev --block-time 0.2 --port 0
-  ensemble chain serve --db /srv/chain.db --node-key-seed 00112233...   (64 hex digits)
   ensemble chain serve --db /srv/chain.db --wallet node --hotkey authority
+  ENSEMBLE_NODE_KEY_SEED=$(cat /etc/ensemble/node.seed) ensemble chain serve --db /srv/chain.db
 
 Prints one line 'chain node listening on URL (height H, chain id X)' when ready, and stops on
 SIGINT or SIGTERM after committing the block in production. Only one process may own a chain
@@ -131,7 +133,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                             "(default 50)")
     keys = serve.add_argument_group("block key (the chain's authority; optional on dev chains)")
     keys.add_argument("--node-key-seed", type=_seed_hex, metavar="HEX",
-                      help="the 32-byte seed of the block key, as 64 hex digits")
+                      help="DEV ONLY: the block key's 32-byte seed as 64 hex digits; any user "
+                           f"can read it in 'ps': set ${NODE_KEY_ENV} instead, or use --wallet")
     keys.add_argument("--wallet", help="take the block key from this wallet's hotkey")
     keys.add_argument("--hotkey", default="default",
                       help="hotkey name within --wallet (default 'default')")
@@ -220,11 +223,23 @@ def _print_help(parser: argparse.ArgumentParser, _args: argparse.Namespace) -> i
 
 
 def _node_key(args: argparse.Namespace) -> Keypair | None:
-    """The block key from --node-key-seed or --wallet/--hotkey; ``None`` when neither."""
-    if args.node_key_seed is not None and args.wallet:
-        raise ConfigError("choose the block key with --node-key-seed or --wallet, not both")
-    if args.node_key_seed is not None:
-        return Keypair(args.node_key_seed)
+    """The block key from --node-key-seed, $ENSEMBLE_NODE_KEY_SEED or --wallet/--hotkey;
+    ``None`` when none names one. Two sources at once are refused: an authority key must never
+    be chosen by precedence rules."""
+    seed = args.node_key_seed
+    from_env = os.environ.get(NODE_KEY_ENV, "").strip()
+    sources = [name for name, given in (("--node-key-seed", seed is not None),
+                                        (f"${NODE_KEY_ENV}", bool(from_env)),
+                                        ("--wallet", bool(args.wallet))) if given]
+    if len(sources) > 1:
+        raise ConfigError(f"choose the block key with one of {' or '.join(sources)}, not both")
+    if from_env:
+        try:
+            seed = _seed_hex(from_env)
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"${NODE_KEY_ENV}: {exc}") from None
+    if seed is not None:
+        return Keypair(seed)
     if not args.wallet:
         return None
     from protocol.wallet import Wallet, default_wallet_root  # noqa: PLC0415 - CLI-only import
