@@ -12,7 +12,12 @@ plain ``aiohttp.ClientSession`` posting msgpack for the bare side. For each conc
 alternate (bare, signed, signed, bare, ...) so drift in machine load hits both sides alike; the
 table reports medians over the rounds, the ratio being the median of each round's adjacent pair.
 It also reports CPU time per request of the client and of each server (from /proc), which shows
-where the cost lies and moves less than req/s when other work shares the machine. Nothing here
+where the cost lies and moves less than req/s when other work shares the machine.
+
+The signed client sends through its own HTTP/1.1 pool (``protocol/http1.py``), which is leaner
+than aiohttp's ``ClientSession``, while the issue's baseline is bare aiohttp. So that no reader
+mistakes a cheaper transport for cheaper signing, each round also posts the same bare echo through
+that pool ("bare/http1"), and the report gives signed throughput against it too. Nothing here
 asserts on timing: it prints.
 
     python bench/bench_wire.py                  # 2,000 requests per run, C = 1, 16, 64
@@ -51,7 +56,9 @@ import aiohttp
 import msgpack
 
 from miners.echo import EchoRequest, EchoResponse
+from protocol import http1
 from protocol.client import Client, ClientConfig, Target
+from protocol.errors import QueryError
 from protocol.keys import Keypair, verify
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -221,6 +228,27 @@ def bare_sender(session: aiohttp.ClientSession, url: str, request: EchoRequest) 
     return send
 
 
+def lean_sender(pool: http1.Pool, url: str, request: EchoRequest) -> Send:
+    """Post the same msgpack map to the bare echo through the signed client's HTTP/1.1 pool."""
+    payload = request.to_wire()
+    base, _, path = url.partition("/echo")
+    headers = b"Content-Type: application/msgpack\r\n"
+
+    async def send() -> str | None:
+        body = msgpack.packb(payload, use_bin_type=True)
+        try:
+            async with await pool.request(base, "/echo" + path, headers, body, 10.0) as resp:
+                data = await resp.read(1 << 20)
+        except QueryError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if resp.status != 200:
+            return f"HTTP {resp.status}"
+        answer = msgpack.unpackb(data, raw=False)
+        return None if answer.get("text") == payload["text"] else "echo mismatch"
+
+    return send
+
+
 def signed_sender(client: Client, target: Target, request: EchoRequest) -> Send:
     """Query the signed echo through the Client (request signed, receipt verified)."""
 
@@ -262,6 +290,10 @@ class Row:
     bare_server_cpu_us: float
     signed_client_cpu_us: float
     signed_server_cpu_us: float
+    #: The bare echo through the signed client's own HTTP/1.1 pool, and signed against it.
+    lean_rps: float = math.nan
+    lean_ratio: float = math.nan
+    lean_client_cpu_us: float = math.nan
     runs: list[Run] = field(default_factory=list)
 
 
@@ -275,11 +307,18 @@ def summarise(concurrency: int, runs: list[Run]) -> Row:
     # Round i's bare and signed runs are adjacent in time: their ratio is the least disturbed by
     # drift in machine load, so the table's ratio is the median of the per-round ratios.
     ratio = float(statistics.median(s.rps / b.rps for b, s in zip(bare, signed, strict=True)))
-    return Row(concurrency, med(bare, "rps"), med(signed, "rps"), ratio,
-               med(bare, "p50_ms"), med(bare, "p99_ms"),
-               med(signed, "p50_ms"), med(signed, "p99_ms"),
-               med(bare, "client_cpu_us"), med(bare, "server_cpu_us"),
-               med(signed, "client_cpu_us"), med(signed, "server_cpu_us"), runs)
+    row = Row(concurrency, med(bare, "rps"), med(signed, "rps"), ratio,
+              med(bare, "p50_ms"), med(bare, "p99_ms"),
+              med(signed, "p50_ms"), med(signed, "p99_ms"),
+              med(bare, "client_cpu_us"), med(bare, "server_cpu_us"),
+              med(signed, "client_cpu_us"), med(signed, "server_cpu_us"), runs=runs)
+    lean = [r for r in runs if r.kind == "bare/http1"]
+    if lean:
+        row.lean_rps = med(lean, "rps")
+        row.lean_client_cpu_us = med(lean, "client_cpu_us")
+        row.lean_ratio = float(statistics.median(
+            s.rps / b.rps for b, s in zip(lean, signed, strict=True)))
+    return row
 
 
 async def measure(opts: Options, bare_url: str, bare_pid: int, target: Target, signed_pid: int,
@@ -288,8 +327,10 @@ async def measure(opts: Options, bare_url: str, bare_pid: int, target: Target, s
     connector = aiohttp.TCPConnector(limit=POOL_SIZE)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session, \
             Client(Keypair(CLIENT_SEED), ClientConfig(pool_size=POOL_SIZE)) as client:
+        pool = http1.Pool(http1.PoolConfig(max_connections=POOL_SIZE))
         sides = {"bare": (bare_sender(session, bare_url, request), bare_pid),
-                 "signed": (signed_sender(client, target, request), signed_pid)}
+                 "signed": (signed_sender(client, target, request), signed_pid),
+                 "bare/http1": (lean_sender(pool, bare_url, request), bare_pid)}
 
         warm_c = max(opts.concurrency)
         for kind, (send, pid) in sides.items():
@@ -301,7 +342,8 @@ async def measure(opts: Options, bare_url: str, bare_pid: int, target: Target, s
         for c in opts.concurrency:
             runs: list[Run] = []
             for rnd in range(opts.rounds):
-                order = ("bare", "signed") if rnd % 2 == 0 else ("signed", "bare")
+                order = (("bare", "signed", "bare/http1") if rnd % 2 == 0
+                         else ("bare/http1", "signed", "bare"))
                 for kind in order:
                     send, pid = sides[kind]
                     profiler = client_profiler if kind == "signed" else None
@@ -315,12 +357,13 @@ async def measure(opts: Options, bare_url: str, bare_pid: int, target: Target, s
                     runs.append(run)
                     _progress(run)
             rows.append(summarise(c, runs))
+        await pool.aclose()
         return rows
 
 
 def _progress(run: Run) -> None:
     err = f"  {run.errors} errors, first: {run.first_error}" if run.errors else ""
-    print(f"  C={run.concurrency:<3} {run.kind:<6} {run.rps:>8,.0f} req/s  "
+    print(f"  C={run.concurrency:<3} {run.kind:<10} {run.rps:>8,.0f} req/s  "
           f"p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
           f"CPU/req client {run.client_cpu_us:5.0f} us server {run.server_cpu_us:5.0f} us{err}",
           file=sys.stderr, flush=True)
@@ -388,6 +431,14 @@ def format_table(rows: list[Row], opts: Options,
               f"   signing adds {r.signed_client_cpu_us - r.bare_client_cpu_us:+5.0f} / "
               f"{r.signed_server_cpu_us - r.bare_server_cpu_us:+5.0f}"
               f"   CPU ratio {cpu_ratio:6.1%}", file=out)
+    if any(not math.isnan(r.lean_rps) for r in rows):
+        print("\nThe same bare echo through the signed client's own HTTP/1.1 pool "
+              "(protocol/http1.py):\nwhat signing costs over the transport the signed side "
+              "really uses.", file=out)
+        for r in rows:
+            print(f"{r.concurrency:>4}  bare/http1 {r.lean_rps:>8,.0f} req/s, client CPU "
+                  f"{r.lean_client_cpu_us:5.0f} us   signed / bare/http1 {r.lean_ratio:6.1%}",
+                  file=out)
     if crypto_us is not None:
         sign_us, verify_us = crypto_us
         floor = sign_us + verify_us

@@ -26,10 +26,15 @@ def test_bench_wire_quick_runs_and_prints_the_table(tmp_path: Path) -> None:
     for c in (1, 16):  # one table row per concurrency: C, bare req/s, signed req/s, ratio
         assert re.search(rf"^\s*{c}\s+[\d,]+\s+[\d,]+\s+[\d.]+%", out, re.MULTILINE), out
     assert "targets apply at C=64" in out  # --quick skips C=64; the table says so
+    # The transport-only baseline is reported next to the aiohttp one.
+    assert re.search(r"^\s*16\s+bare/http1\s+[\d,]+ req/s", out, re.MULTILINE), out
 
     data = json.loads(out_json.read_text())
     assert [r["concurrency"] for r in data["results"]] == [1, 16]
     for row in data["results"]:
         assert row["bare_rps"] > 0
         assert row["signed_rps"] > 0
+        assert row["lean_rps"] > 0
+        assert row["lean_ratio"] > 0
+        assert {run["kind"] for run in row["runs"]} == {"bare", "signed", "bare/http1"}
         assert all(run["errors"] == 0 for run in row["runs"])
