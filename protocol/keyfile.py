@@ -4,7 +4,9 @@ Two formats, both fixed-size and versioned (byte layouts in SPEC.md, "Key files"
 
 * **encrypted** (magic ``ENSK-ENC``): scrypt derives a master key from the password and a
   random per-file salt; HKDF splits it into an encryption key and a 16-byte *key check*;
-  ChaCha20-Poly1305 encrypts the seed with the whole header as associated data.
+  ChaCha20-Poly1305 encrypts the seed with the whole header as associated data. Version 2 (the
+  one written) adds a checksum of the header, so a damaged header is told apart from a wrong
+  password; version 1 files are still read.
 * **plaintext** (magic ``ENSK-RAW``): the seed and a BLAKE2b checksum, only for hotkeys whose
   operator asked for unattended start.
 
@@ -48,7 +50,8 @@ from protocol.keys import SEED_SIZE
 
 MAGIC_ENCRYPTED = b"ENSK-ENC"
 MAGIC_PLAINTEXT = b"ENSK-RAW"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of plaintext files
+ENCRYPTED_VERSION = 2  # written; version 1 is still read
 KDF_SCRYPT = 1
 SALT_SIZE = 16
 NONCE_SIZE = 12
@@ -60,10 +63,14 @@ PLAIN_CHECKSUM_SIZE = 16
 HKDF_INFO_ENCRYPT = b"ensemblenet/keyfile/v1/encrypt"
 HKDF_INFO_CHECK = b"ensemblenet/keyfile/v1/check"
 PLAIN_CHECKSUM_KEY = b"ensemblenet/keyfile/v1/plain"
+HEADER_CHECKSUM_KEY = b"ensemblenet/keyfile/v2/header"
+HEADER_CHECKSUM_SIZE = 16
 
 #: magic, version, kdf id, log2(n), r, p, salt, nonce, key check: all of it is AEAD data.
 _ENC_HEADER = struct.Struct(f">8sBBBBB{SALT_SIZE}s{NONCE_SIZE}s{KEY_CHECK_SIZE}s")
-ENCRYPTED_SIZE = _ENC_HEADER.size + SEED_SIZE + TAG_SIZE
+ENCRYPTED_SIZE_V1 = _ENC_HEADER.size + SEED_SIZE + TAG_SIZE
+#: Version 2 puts a checksum of the header between the header and the ciphertext.
+ENCRYPTED_SIZE = ENCRYPTED_SIZE_V1 + HEADER_CHECKSUM_SIZE
 #: magic, version, seed; followed by the checksum of these bytes.
 _PLAIN_BODY = struct.Struct(f">8sB{SEED_SIZE}s")
 PLAINTEXT_SIZE = _PLAIN_BODY.size + PLAIN_CHECKSUM_SIZE
@@ -157,9 +164,15 @@ def encode_encrypted(seed: bytes, password: str, kdf: KdfParams = DEFAULT_KDF,
         raise ConfigError("an encrypted key file needs a non-empty password")
     salt, nonce = random_bytes(SALT_SIZE), random_bytes(NONCE_SIZE)
     enc_key, check = _derive(password, salt, kdf)
-    header = _ENC_HEADER.pack(MAGIC_ENCRYPTED, FORMAT_VERSION, KDF_SCRYPT, kdf.log2_n,
+    header = _ENC_HEADER.pack(MAGIC_ENCRYPTED, ENCRYPTED_VERSION, KDF_SCRYPT, kdf.log2_n,
                               kdf.r, kdf.p, salt, nonce, check)
+    header += _header_checksum(header)
     return header + ChaCha20Poly1305(enc_key).encrypt(nonce, seed, header)
+
+
+def _header_checksum(header: bytes) -> bytes:
+    return hashlib.blake2b(header, digest_size=HEADER_CHECKSUM_SIZE,
+                           key=HEADER_CHECKSUM_KEY).digest()
 
 
 def _plain_checksum(body: bytes) -> bytes:
@@ -191,13 +204,14 @@ def is_encrypted(data: bytes) -> bool:
     magic = data[:_MAGIC_SIZE]
     if magic not in (MAGIC_ENCRYPTED, MAGIC_PLAINTEXT):
         raise KeyfileCorruptError("not a key file (unknown magic bytes)")
-    expected = ENCRYPTED_SIZE if magic == MAGIC_ENCRYPTED else PLAINTEXT_SIZE
+    encrypted = magic == MAGIC_ENCRYPTED
     if len(data) == _MAGIC_SIZE:
-        raise _truncated(len(data), expected)
-    if data[_MAGIC_SIZE] != FORMAT_VERSION:
+        raise _truncated(len(data), ENCRYPTED_SIZE if encrypted else PLAINTEXT_SIZE)
+    known = (1, ENCRYPTED_VERSION) if encrypted else (FORMAT_VERSION,)
+    if data[_MAGIC_SIZE] not in known:
         raise KeyfileCorruptError(
             f"key file format version {data[_MAGIC_SIZE]} is not supported "
-            f"(this ensemble reads version {FORMAT_VERSION}); upgrade ensemble")
+            f"(this ensemble reads versions {', '.join(map(str, known))}); upgrade ensemble")
     return magic == MAGIC_ENCRYPTED
 
 
@@ -241,9 +255,18 @@ def _decode_plaintext(data: bytes) -> bytes:
 
 
 def _decode_encrypted(data: bytes, password: str) -> bytes:
-    _check_size(data, ENCRYPTED_SIZE)
-    header = data[:_ENC_HEADER.size]
-    _magic, _ver, kdf_id, log2_n, r, p, salt, nonce, stored_check = _ENC_HEADER.unpack(header)
+    version = data[_MAGIC_SIZE]
+    _check_size(data, ENCRYPTED_SIZE if version == ENCRYPTED_VERSION else ENCRYPTED_SIZE_V1)
+    fields = data[:_ENC_HEADER.size]
+    header = fields
+    if version == ENCRYPTED_VERSION:
+        # Checked before any KDF work: a damaged salt, parameter or key check would otherwise
+        # read as a wrong password (or as unacceptable parameters) and send the user guessing.
+        header = data[:_ENC_HEADER.size + HEADER_CHECKSUM_SIZE]
+        if not hmac.compare_digest(header[_ENC_HEADER.size:], _header_checksum(fields)):
+            raise KeyfileCorruptError(
+                "key file header is damaged (checksum mismatch); restore it from your backup")
+    _magic, _ver, kdf_id, log2_n, r, p, salt, nonce, stored_check = _ENC_HEADER.unpack(fields)
     if kdf_id != KDF_SCRYPT:
         raise KeyfileCorruptError(f"key file uses unknown KDF id {kdf_id}")
     problem = kdf_problem(2**log2_n, r, p)
@@ -255,12 +278,13 @@ def _decode_encrypted(data: bytes, password: str) -> bytes:
     # 16 bytes HKDF-derived from the scrypt output under its own label, independent of the
     # encryption key. It gives a guesser nothing new (each guess still costs one scrypt, as
     # trying the AEAD would) and a false match has probability 2^-128. Check mismatch means
-    # wrong password (or a damaged salt/params/check, which we cannot tell apart); check match
-    # with AEAD failure means the header or ciphertext was altered after writing.
+    # wrong password (in version 1 files also a damaged salt/params/check, which only version
+    # 2's header checksum tells apart); check match with AEAD failure means the header or
+    # ciphertext was altered after writing.
     if not hmac.compare_digest(check, stored_check):
         raise WrongPasswordError("wrong password for this key file")
     try:
-        return ChaCha20Poly1305(enc_key).decrypt(nonce, data[_ENC_HEADER.size:], header)
+        return ChaCha20Poly1305(enc_key).decrypt(nonce, data[len(header):], header)
     except InvalidTag:
         raise KeyfileCorruptError(
             "key file was tampered with or damaged (password is right, integrity check failed)"

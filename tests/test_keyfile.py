@@ -38,7 +38,8 @@ from protocol.keyfile import (
 CHEAP = KdfParams(n=2**10)
 SEED = bytes(range(32))
 PASSWORD = "correct horse"
-HEADER_SIZE = 57
+HEADER_SIZE = 57  # the fields; version 2 follows them with a 16-byte checksum
+V2_HEADER_SIZE = 73
 
 
 def counter_bytes() -> Callable[[int], bytes]:
@@ -58,7 +59,7 @@ def sealed() -> bytes:
 
 def test_encrypted_round_trip(sealed: bytes) -> None:
     """Encrypting then decrypting with the same password gives the seed back."""
-    assert len(sealed) == ENCRYPTED_SIZE == 105
+    assert len(sealed) == ENCRYPTED_SIZE == 121
     assert sealed.startswith(MAGIC_ENCRYPTED)
     assert is_encrypted(sealed)
     assert decode(sealed, PASSWORD) == SEED
@@ -68,13 +69,19 @@ def test_encrypted_layout_is_exact() -> None:
     """Header fields sit where SPEC.md says: version, kdf id, log2 n, r, p, salt, nonce."""
     data = encode_encrypted(SEED, PASSWORD, CHEAP, counter_bytes())
     assert data[:8] == b"ENSK-ENC"
-    assert list(data[8:13]) == [1, 1, 10, 8, 1]
+    assert list(data[8:13]) == [2, 1, 10, 8, 1]
     assert data[13:29] == bytes(range(1, 17))
     assert data[29:41] == bytes(range(17, 29))
     assert decode(data, PASSWORD) == SEED
 
 
 GOLDEN_SEALED = bytes.fromhex(
+    "454e534b2d454e4302010a08010102030405060708090a0b0c0d0e0f101112131415161718191a1b1c"
+    "412d90597e1e27a7d6e98b44da32a5b3"
+    "f2db9cdc01027ead441540e53f4152af"
+    "10bf65b49e307f5d02043a0fa6b02642177fa6f87419e92eb5426ecbb2f24157b909535ee71d5112d8d51c01bba5a84d")
+#: Written by earlier releases; still read.
+GOLDEN_SEALED_V1 = bytes.fromhex(
     "454e534b2d454e4301010a08010102030405060708090a0b0c0d0e0f101112131415161718191a1b1c"
     "412d90597e1e27a7d6e98b44da32a5b3"
     "10bf65b49e307f5d02043a0fa6b02642177fa6f87419e92eb5426ecbb2f24157ef8b6196177cbfe4e60513266d0a9287")
@@ -93,16 +100,28 @@ def test_golden_vectors() -> None:
     assert encode_encrypted(SEED, PASSWORD, CHEAP, counter_bytes()) == GOLDEN_SEALED
     assert encode_plaintext(SEED) == GOLDEN_PLAIN
     assert decode(GOLDEN_SEALED, PASSWORD) == SEED
+    assert decode(GOLDEN_SEALED_V1, PASSWORD) == SEED
+
+
+def test_spec_prints_the_golden_vectors() -> None:
+    """SPEC.md §2.2 shows exactly these bytes, so other tools can check themselves against it."""
+    spec = (Path(__file__).resolve().parents[1] / "SPEC.md").read_text()
+    for vector in (GOLDEN_SEALED, GOLDEN_SEALED_V1, GOLDEN_PLAIN):
+        assert f"`{vector.hex()}`" in spec
 
 
 def test_golden_vector_follows_the_spec_recipe() -> None:
     """Rebuilding the file from the SPEC text with other primitives gives the same bytes."""
-    header = GOLDEN_SEALED[:HEADER_SIZE]
+    header = GOLDEN_SEALED[:V2_HEADER_SIZE]
     salt, nonce, check = header[13:29], header[29:41], header[41:57]
+    assert header[57:] == hashlib.blake2b(header[:57], digest_size=16,
+                                          key=b"ensemblenet/keyfile/v2/header").digest()
     master = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**10, r=8, p=1, dklen=32)
     assert _hkdf_expand_one_block(master, b"ensemblenet/keyfile/v1/check", 16) == check
     key = _hkdf_expand_one_block(master, b"ensemblenet/keyfile/v1/encrypt", 32)
-    assert ChaCha20Poly1305(key).decrypt(nonce, GOLDEN_SEALED[HEADER_SIZE:], header) == SEED
+    assert ChaCha20Poly1305(key).decrypt(nonce, GOLDEN_SEALED[V2_HEADER_SIZE:], header) == SEED
+    v1_header = GOLDEN_SEALED_V1[:HEADER_SIZE]
+    assert ChaCha20Poly1305(key).decrypt(nonce, GOLDEN_SEALED_V1[HEADER_SIZE:], v1_header) == SEED
     body = GOLDEN_PLAIN[:41]
     digest = hashlib.blake2b(body, digest_size=16, key=b"ensemblenet/keyfile/v1/plain").digest()
     assert GOLDEN_PLAIN[41:] == digest
@@ -155,15 +174,29 @@ def test_trailing_bytes(sealed: bytes) -> None:
 
 def test_every_ciphertext_byte_flip_is_tampering(sealed: bytes) -> None:
     """Flipping any ciphertext or tag byte is detected as tampering (password still right)."""
-    for pos in range(HEADER_SIZE, len(sealed)):
+    for pos in range(V2_HEADER_SIZE, len(sealed)):
         damaged = sealed[:pos] + bytes([sealed[pos] ^ 0x01]) + sealed[pos + 1:]
         with pytest.raises(KeyfileCorruptError, match="tampered"):
             decode(damaged, PASSWORD)
 
 
 @pytest.mark.parametrize("mask", [0x01, 0x80, 0xFF])
-def test_every_header_byte_flip_fails(sealed: bytes, mask: int) -> None:
-    """Flipping any header byte gives a corruption or wrong-password error, never the seed."""
+def test_every_header_byte_flip_is_damage_not_a_wrong_password(sealed: bytes, mask: int) -> None:
+    """Version 2: flipping any header byte, checksum included, is reported as a damaged file
+    (SPEC §2.2: wrong password, truncation and tampering each give their own error)."""
+    for pos in range(V2_HEADER_SIZE):
+        damaged = sealed[:pos] + bytes([sealed[pos] ^ mask]) + sealed[pos + 1:]
+        with pytest.raises(KeyfileCorruptError) as info:
+            decode(damaged, PASSWORD)
+        if pos >= 10:  # past magic, version and KDF id: the checksum speaks
+            assert "header is damaged" in str(info.value)
+
+
+@pytest.mark.parametrize("mask", [0x01, 0x80, 0xFF])
+def test_version_1_header_flips_fail(mask: int) -> None:
+    """Version 1 (still read): a flipped header byte never gives the seed; a damaged salt or key
+    check cannot be told from a wrong password there, which is why version 2 exists."""
+    sealed = GOLDEN_SEALED_V1
     outcomes: dict[int, type[KeyfileError]] = {}
     for pos in range(HEADER_SIZE):
         damaged = sealed[:pos] + bytes([sealed[pos] ^ mask]) + sealed[pos + 1:]
@@ -180,13 +213,15 @@ def test_every_header_byte_flip_fails(sealed: bytes, mask: int) -> None:
 
 def test_unknown_version_says_upgrade(sealed: bytes) -> None:
     """A newer format version is rejected with advice rather than a generic error."""
-    with pytest.raises(KeyfileCorruptError, match=r"version 2 is not supported.*upgrade"):
-        decode(sealed[:8] + b"\x02" + sealed[9:], PASSWORD)
+    with pytest.raises(KeyfileCorruptError, match=r"version 3 is not supported.*upgrade"):
+        decode(sealed[:8] + b"\x03" + sealed[9:], PASSWORD)
 
 
 def test_hostile_kdf_parameters_are_refused_before_work(sealed: bytes) -> None:
     """A header asking for 2^20 * 32 * 128 bytes of scrypt memory is refused as corrupt."""
-    hostile = sealed[:10] + bytes([20, 32, 1]) + sealed[13:]
+    fields = sealed[:10] + bytes([20, 32, 1]) + sealed[13:HEADER_SIZE]
+    checksum = hashlib.blake2b(fields, digest_size=16, key=b"ensemblenet/keyfile/v2/header")
+    hostile = fields + checksum.digest() + sealed[V2_HEADER_SIZE:]
     with pytest.raises(KeyfileCorruptError, match="unacceptable KDF parameters"):
         decode(hostile, PASSWORD)
 
