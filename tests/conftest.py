@@ -36,7 +36,7 @@ EXCHANGE_TIMEOUT_S = 10.0
 #: The SPEC.md §3.7 error codes of each status family.
 CODES_BY_STATUS: dict[int, frozenset[str]] = {
     400: frozenset({"malformed", "bad_header", "bad_deadline", "unsupported_version",
-                    "unsupported_encoding"}),
+                    "unsupported_encoding", "empty_prompt", "bad_messages"}),
     401: frozenset({"missing_header", "bad_signature", "wrong_receiver", "stale", "future",
                     "replay"}),
     403: frozenset({"forbidden", "unregistered", "low_stake", "wrong_subnet"}),

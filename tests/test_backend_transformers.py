@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import threading
@@ -24,7 +25,12 @@ from miners.model_routes import ModelRoutes, add_model_routes  # noqa: E402
 from miners.server import CallContext, MinerServer  # noqa: E402
 from protocol.client import Client, Target, Timeouts  # noqa: E402
 from protocol.clock import SystemClock  # noqa: E402
-from protocol.errors import ConfigError, PayloadTooLargeError, RemoteError  # noqa: E402
+from protocol.errors import (  # noqa: E402
+    ConfigError,
+    MalformedError,
+    PayloadTooLargeError,
+    RemoteError,
+)
 from protocol.keys import Keypair  # noqa: E402
 from protocol.messages import (  # noqa: E402
     ChatMessage,
@@ -207,6 +213,52 @@ async def test_chat_template_is_applied(tmp_path: Path) -> None:
                                             ChatMessage("user", "+97=")])
         response = await chat.generate(request, NEVER)
     assert (response.text, response.prompt_tokens) == ("129", 7)
+
+
+def _model_copy(tmp_path: Path) -> Path:
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    return tmp_path
+
+
+async def test_a_chat_template_refusal_is_a_400_that_quotes_it(tmp_path: Path) -> None:
+    """A template's raise_exception (roles that do not alternate, say) is the caller's to fix."""
+    pytest.importorskip("jinja2")
+    config_path = _model_copy(tmp_path) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = ("{% if messages[0]['role'] != 'user' %}"
+                               "{{ raise_exception('Conversation must start with a user') }}"
+                               "{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    config_path.write_text(json.dumps(config))
+    async with TransformersBackend.load(TransformersConfig(model_dir=str(tmp_path))) as chat:
+        with pytest.raises(MalformedError, match="must start with a user") as info:
+            await chat.generate(GenerateRequest(messages=[ChatMessage("system", "x")]), NEVER)
+        assert (info.value.status, info.value.code) == (400, "bad_messages")
+        ok = await chat.generate(GenerateRequest(messages=[ChatMessage("user", "1+1=")],
+                                                 max_tokens=2), NEVER)
+    assert ok.prompt_tokens > 0
+
+
+async def test_an_empty_prompt_is_a_400_not_a_context_error(tmp_path: Path) -> None:
+    """Without a BOS token an empty prompt has no tokens at all: the caller is told so."""
+    tokenizer_path = _model_copy(tmp_path) / "tokenizer.json"
+    tokenizer = json.loads(tokenizer_path.read_text())
+    tokenizer["post_processor"] = None  # no BOS added
+    tokenizer_path.write_text(json.dumps(tokenizer))
+    async with TransformersBackend.load(TransformersConfig(model_dir=str(tmp_path))) as bare:
+        with pytest.raises(MalformedError, match="empty") as info:
+            await bare.generate(greedy(""), NEVER)
+    assert info.value.code == "empty_prompt"
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("cuda", "use --device cpu"), ("cuda:7", "--device cuda:7"), ("warp-drive", "not a torch"),
+])
+def test_an_unusable_device_is_a_config_error(device: str, message: str) -> None:
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has that GPU")
+    with pytest.raises(ConfigError, match=message):
+        TransformersBackend.load(TransformersConfig(model_dir=str(MODEL_DIR), device=device))
 
 
 async def test_routes_pass_the_deadline_event(backend: TransformersBackend) -> None:

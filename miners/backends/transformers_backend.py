@@ -41,7 +41,7 @@ from transformers.utils import logging as hf_logging
 
 from miners.backends import Delta, prompt_text
 from miners.backends.stopping import Assembler
-from protocol.errors import ConfigError, HandlerError, PayloadTooLargeError
+from protocol.errors import ConfigError, HandlerError, MalformedError, PayloadTooLargeError
 from protocol.messages import FinishReason, GenerateRequest, GenerateResponse, InfoResponse
 
 log = logging.getLogger("ensemble.miner.transformers")
@@ -169,8 +169,8 @@ class TransformersBackend:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
         else:
             hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+        device = _device(config.device)
         try:
-            device = torch.device(config.device)
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model: Any = AutoModelForCausalLM.from_pretrained(
                 path, local_files_only=True,
@@ -310,12 +310,22 @@ class TransformersBackend:
         job.out = Assembler(request.stop)
         try:
             job.prompt_ids = self._encode(request)
-        except Exception:  # a template or tokenizer failure is this request's alone
+        except _TEMPLATE_ERRORS as exc:
+            # The model's own chat template refused these messages (roles that do not
+            # alternate, say): the caller can fix that, so it is a 400 with the template's words.
+            self._post(job, MalformedError(f"the model's chat template refused the messages: "
+                                           f"{exc}", code="bad_messages"))
+            return False
+        except Exception:  # a tokenizer failure is this request's alone
             log.exception("cannot tokenize a request")
             self._post(job, HandlerError("the prompt could not be tokenized"))
             return False
+        if not job.prompt_ids:  # an empty prompt on a tokenizer that adds no BOS token
+            self._post(job, MalformedError("the prompt is empty; send some text",
+                                           code="empty_prompt"))
+            return False
         room = self._context - len(job.prompt_ids)
-        if room < 1 or not job.prompt_ids:
+        if room < 1:
             self._post(job, PayloadTooLargeError(
                 f"prompt of {len(job.prompt_ids)} tokens leaves no room in the "
                 f"{self._context}-token context", code="context_length_exceeded"))
@@ -502,6 +512,40 @@ def _cache_kwarg(model: Any) -> str:
 def _returned_cache(out: Any) -> Any:
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
+
+
+def _device(name: str) -> torch.device:
+    """``torch.device(name)``, refusing a device this torch build or machine cannot use.
+
+    Raises:
+        ConfigError: the name is not a device, or names a CUDA or MPS device that is absent.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {name!r} is not a torch device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "has no CUDA support" if torch.version.cuda is None else "sees no CUDA GPU"
+        raise ConfigError(f"--device {name}: this torch {torch.__version__} {build}; "
+                          "use --device cpu, or install a CUDA build of torch on a GPU machine")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def _template_errors() -> tuple[type[Exception], ...]:
+    try:
+        from jinja2.exceptions import TemplateError  # noqa: PLC0415 - optional, via transformers
+    except ImportError:
+        return ()
+    return (TemplateError,)
+
+
+#: What a chat template raises when it refuses messages (``raise_exception`` in templates).
+_TEMPLATE_ERRORS = _template_errors()
 
 
 def _context_length(model: Any, tokenizer: PreTrainedTokenizerBase) -> int:
