@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from miners.admission import AdmissionConfig
 from miners.backends import Backend
@@ -26,6 +28,7 @@ from protocol.ledger.errors import LedgerError, NoSuchItemError, TxRejected, Wai
 from protocol.ledger.interface import Ledger, submit_and_wait
 from protocol.ratelimit import DEFAULT_RATE, RateLimitConfig
 
+T = TypeVar("T")
 log = logging.getLogger("ensemble.miner")
 
 #: Seconds to wait for a registration or serve transaction to be included.
@@ -159,16 +162,31 @@ async def run_miner(hotkey: Keypair, coldkey: Keypair | None, ledger: Ledger, ba
                     config: MinerConfig, stop: asyncio.Event, *, how: str = "") -> None:
     """Serve until ``stop`` is set: register (if asked), serve, publish, follow the metagraph.
 
-    In-flight requests are cancelled at shutdown; the published endpoint is left as is (the
-    next start publishes its new one).
+    ``stop`` also ends the start-up at once (a registration or publication waiting for blocks
+    from a stalled chain can take a minute). In-flight requests are cancelled at shutdown; the
+    published endpoint is left as is (the next start publishes its new one).
     """
-    uid = await ensure_registered(ledger, hotkey, coldkey, config, how)
+    try:
+        await _serve_until_stopped(hotkey, coldkey, ledger, backend, config, stop, how)
+    except _Stopped:
+        print("miner stopping before it was serving", flush=True)
+    finally:
+        close = getattr(backend, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _serve_until_stopped(hotkey: Keypair, coldkey: Keypair | None, ledger: Ledger,
+                               backend: Backend, config: MinerConfig, stop: asyncio.Event,
+                               how: str) -> None:
+    uid = await _unless_stopped(stop, ensure_registered(ledger, hotkey, coldkey, config, how))
     policy = MetagraphPolicy(min_stake=config.min_stake)
-    policy.update_from(await ledger.metagraph(config.netuid))
+    policy.update_from(await _unless_stopped(stop, ledger.metagraph(config.netuid)))
     server = MinerServer(hotkey, server_config(config), policy=policy)
     add_model_routes(server, backend)
     async with server:
-        await publish_endpoint(ledger, hotkey, config.netuid, config.public_host, server.port)
+        await _unless_stopped(stop, publish_endpoint(
+            ledger, hotkey, config.netuid, config.public_host, server.port))
         model = backend.info().model
         print(f"miner uid {uid} serving {model} on {server.url} as {hotkey.address}",
               flush=True)
@@ -179,6 +197,23 @@ async def run_miner(hotkey: Keypair, coldkey: Keypair | None, ledger: Ledger, ba
             follower.cancel()
             await asyncio.gather(follower, return_exceptions=True)
             print("miner stopping: cancelling in-flight work", flush=True)
-    close = getattr(backend, "aclose", None)
-    if close is not None:
-        await close()
+
+
+class _Stopped(Exception):
+    """``stop`` was set while the miner was still starting."""
+
+
+async def _unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> T:
+    """``await work``, unless ``stop`` is set first: then cancel it and raise :class:`_Stopped`."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise _Stopped
+    return task.result()

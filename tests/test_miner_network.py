@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -13,7 +14,7 @@ from miners.backends.deterministic import EchoMathBackend, solve
 from miners.model_routes import add_model_routes
 from miners.policy import MetagraphPolicy
 from miners.server import MinerServer, ServerConfig
-from miners.service import MinerConfig, server_config
+from miners.service import MinerConfig, run_miner, server_config
 from protocol import envelope
 from protocol.client import Client, Target, Timeouts
 from protocol.errors import ConfigError, ReceiptError, RemoteError
@@ -162,3 +163,19 @@ def test_the_command_line_refuses_a_wildcard_bind_before_loading_anything(
                  "--chain", "/nonexistent/chain.sqlite"])
     assert code != 0
     assert "add --external-host" in capsys.readouterr().err
+
+
+async def test_stop_ends_a_start_up_stalled_on_the_chain(driver: ChainDriver) -> None:
+    """No blocks are produced, so publishing the endpoint would wait a minute: a stop (SIGTERM in
+    'ensemble miner run') ends it at once."""
+    stop = asyncio.Event()
+    backend = EchoMathBackend()
+    config = MinerConfig(netuid=1, port=0)
+    run = asyncio.create_task(run_miner(named_key("m-hot"), None, EmbeddedLedger(driver.chain),
+                                        backend, config, stop))
+    await asyncio.sleep(0.3)
+    assert not run.done()  # waiting for the publication to be included
+    started = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(run, 5.0)
+    assert time.monotonic() - started < 2.0
