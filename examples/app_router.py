@@ -7,6 +7,12 @@ and returns a :class:`router.provenance.Completion` whose provenance names every
 answered, with signed receipts anyone can check later.
 
 Miners answer registered callers only, so the signing hotkey must be registered on the subnet.
+To use a dev seed as that hotkey, put it in a wallet and register it once::
+
+    ensemble wallet create app
+    ensemble wallet new-hotkey app router --no-password --seed-hex 0101...01
+    ensemble faucet --chain ./chain.db --wallet app --amount 10        # dev chains only
+    ensemble register --chain ./chain.db --netuid 1 --wallet app --hotkey router
 
 Run it against a chain node or a dev chain file that has serving miners::
 
@@ -24,11 +30,10 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from protocol.errors import ConfigError
+from protocol.errors import EnsembleError
 from protocol.keys import Keypair
 from protocol.ledger.interface import Ledger
 from router import Router
-from router.errors import RouterError
 from router.provenance import Completion
 
 
@@ -63,7 +68,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; 0 on an answer, 1 on a routing or configuration error."""
+    """Run the example; 0 on an answer, 1 on any error of ours (routing, configuration, an
+    unreachable or busy chain), printed as one line."""
     args = parse_args(argv)
     try:
         keypair = Keypair(bytes.fromhex(args.dev_seed))
@@ -73,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(run(args.prompt, keypair=keypair, netuid=args.netuid, chain=args.chain,
                         strategy=args.strategy, max_tokens=args.max_tokens))
-    except (RouterError, ConfigError) as exc:
+    except EnsembleError as exc:  # the root of every error Ensemblenet raises on purpose
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -79,6 +79,15 @@ def test_app_router_cli_help_and_bad_seed() -> None:
     assert app_router.main(["--chain", "x.db", "--dev-seed", "zz"]) == 1
 
 
+@pytest.mark.parametrize("chain", ["http://127.0.0.1:1", "/nonexistent/dir/chain.db"])
+def test_app_router_reports_an_unusable_chain_in_one_line(
+        chain: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert app_router.main(["--chain", chain, "--dev-seed", "01" * 32]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert err.count("\n") == 1
+
+
 # --- custom_miner ----------------------------------------------------------------------------
 
 async def test_custom_miner_serves_a_model_directory() -> None:
