@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -63,6 +64,40 @@ def test_start_status_stop_leaves_nothing_running(tmp_path: pathlib.Path) -> Non
         assert after.returncode == 1
         assert "0 of 4 processes alive" in after.stdout
     finally:
+        if (state / "processes.json").is_file():
+            stop_manifest(Manifest.read(state / "processes.json"), grace=5)
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_during_start_stops_what_was_started(tmp_path: pathlib.Path) -> None:
+    """A start killed with SIGTERM half-way (chain up, miners starting) leaves nothing running."""
+    state = tmp_path / "net"
+    env = {"COLUMNS": "200", "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+           "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "protocol.cli.localnet", "start", "--state-dir", str(state),
+         "--echo-miners", "1", "--validators", "0", "--no-gateway"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        assert proc.stdout is not None
+        for _ in range(20):  # progress lines; the miners' comes once the chain is up
+            line = proc.stdout.readline()
+            if "starting 1 miners" in line or not line:
+                break
+        assert "starting 1 miners" in line, line
+        chain_pid = json.loads((state / "processes.json").read_text())["processes"][0]["pid"]
+        assert pid_alive(chain_pid)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "every process started has been stopped" in err
+        manifest = Manifest.read(state / "processes.json")
+        assert [p.name for p in manifest.processes if pid_alive(p.pid)] == []
+        assert not pid_alive(chain_pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
         if (state / "processes.json").is_file():
             stop_manifest(Manifest.read(state / "processes.json"), grace=5)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -105,18 +106,24 @@ def _cmd_start(args: argparse.Namespace) -> int:
             if args.echo_miners else
             graded_plan(validators=args.validators, block_time=args.block_time))
     password = os.environ.get("ENSEMBLE_PASSWORD") or DEFAULT_PASSWORD
+    # SIGTERM would otherwise end this process on the spot and orphan what it started: turn it
+    # into an exception, so the clean-up below runs as it does for Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         network = start_network(plan, state, password=password, gateway=not args.no_gateway,
                                 progress=lambda text: print(f"· {text}", flush=True))
     except BaseException as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
         failed = getattr(exc, "network", None)
         if failed is not None:
             failed.supervisor.stop_all()
             failed.save()
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, KeyboardInterrupt | _Terminated):
             print("interrupted: every process started has been stopped", file=sys.stderr)
-            return 130
+            return 130 if isinstance(exc, KeyboardInterrupt) else 128 + signal.SIGTERM
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"local network running from {state}")
     print(f"  chain   {network.manifest.chain_url}   (--chain {network.manifest.chain_url} "
           f"--netuid {plan.netuid})")
@@ -128,6 +135,14 @@ def _cmd_start(args: argparse.Namespace) -> int:
     print(f"  logs    {state / 'logs'}")
     print("'ensemble localnet status' shows every process; 'ensemble localnet stop' stops them")
     return EXIT_OK
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while the network was starting."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 #: The file that marks a state directory as a localnet's own (so the next start may delete it).
