@@ -38,7 +38,7 @@ from protocol.ledger.tx import Tx
 from protocol.wallet import Wallet
 
 __all__ = ["MODELS_DIR", "Manifest", "NetworkPlan", "ProcessRecord", "Role", "ServiceSpec",
-           "StartError", "Supervisor", "create_wallets", "graded_plan", "pid_alive",
+           "StartError", "Supervisor", "create_wallets", "graded_plan", "pid_alive", "running",
            "setup_subnet", "stop_manifest"]
 
 T = UNITS_PER_TOKEN
@@ -267,6 +267,12 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def running(record: ProcessRecord) -> bool:
+    """Whether the process a manifest records still runs: its pid is alive *and* runs the
+    recorded command (a pid freed by a process that ended may belong to anything now)."""
+    return pid_alive(record.pid) and _is_ours(record.pid, record.argv)
+
+
 def _is_ours(pid: int, argv: Sequence[str]) -> bool:
     """Whether ``pid`` still runs the command we started (pids are recycled)."""
     try:
@@ -434,10 +440,9 @@ def stop_manifest(manifest: Manifest, grace: float = STOP_GRACE_S) -> list[tuple
     Returns ``(name, what happened)`` per process: ``not running``, ``stopped`` or ``killed``.
     """
     outcome = {p.name: "not running" for p in manifest.processes}
-    running = [p for p in reversed(manifest.processes)
-               if pid_alive(p.pid) and _is_ours(p.pid, p.argv)]
-    for wave in ([p for p in running if p.role != "chain"],
-                 [p for p in running if p.role == "chain"]):
+    alive = [p for p in reversed(manifest.processes) if running(p)]
+    for wave in ([p for p in alive if p.role != "chain"],
+                 [p for p in alive if p.role == "chain"]):
         for p in wave:
             _signal_group(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace

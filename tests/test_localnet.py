@@ -116,6 +116,33 @@ def test_stop_skips_a_recycled_pid(tmp_path: pathlib.Path) -> None:
         sleeper.wait()
 
 
+def test_status_sees_through_a_recycled_pid_and_shows_whole_paths(
+        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A recorded pid now running something else is not our process: status says it is down
+    (start and stop ask the same question), and long URLs and log paths are printed whole."""
+    from protocol.cli.localnet import main  # noqa: PLC0415
+
+    sleeper = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    state = tmp_path / ("a-rather-long-state-directory-name-" * 2)
+    state.mkdir()
+    url = "http://127.0.0.1:65000/" + "x" * 60
+    log = str(state / "logs" / "miner-with-a-long-name.log")
+    try:
+        record = ProcessRecord("impostor", sleeper.pid, ["not", "what", "runs"], log,
+                               "miner", url)
+        Manifest(str(state), url, 1, "", [record]).write(state / "processes.json")
+        assert main(["status", "--state-dir", str(state)]) == 1
+        out = capsys.readouterr().out
+        assert "0 of 1 processes alive" in out
+        assert url in out
+        assert log in out
+        assert main(["stop", "--state-dir", str(state)]) == 0
+        assert sleeper.poll() is None  # never signalled
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_manifest_round_trips(tmp_path: pathlib.Path) -> None:
     """A written manifest reads back equal."""
     record = ProcessRecord("chain", 12, ["python", "-m", "x"], "/tmp/chain.log", "chain",

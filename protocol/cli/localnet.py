@@ -82,13 +82,13 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
-    from protocol.localnet import Manifest, echo_plan, graded_plan, pid_alive, start_network  # noqa: PLC0415
+    from protocol.localnet import Manifest, echo_plan, graded_plan, running, start_network  # noqa: PLC0415
 
     state = _state_dir(args).resolve()
     manifest_path = state / "processes.json"
     if manifest_path.is_file():
         old = Manifest.read(manifest_path)
-        if any(pid_alive(p.pid) for p in old.processes):
+        if any(running(p) for p in old.processes):
             raise ConfigError(f"a local network already runs from {state}: "
                               "'ensemble localnet stop' first (or pick another --state-dir)")
     if args.validators < 0 or args.echo_miners < 0:
@@ -153,32 +153,35 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
-    from protocol.localnet import Manifest, pid_alive  # noqa: PLC0415
+    from protocol.localnet import Manifest, running  # noqa: PLC0415
 
     state = _state_dir(args)
     manifest = Manifest.read(state / "processes.json")
     table = Table(title=f"local network in {state} (chain {manifest.chain_url or '-'})")
-    for col in ("process", "pid", "alive", "URL", "log file"):
+    for col in ("process", "pid", "alive"):
         table.add_column(col)
+    for col in ("URL", "log file"):  # never cut: people copy these
+        table.add_column(col, overflow="fold")
     alive = 0
     for p in manifest.processes:
-        up = pid_alive(p.pid)
+        up = running(p)
         alive += up
         table.add_row(p.name, str(p.pid), "[green]yes[/]" if up else "[red]no[/]", p.url or "-",
                       p.log)
-    Console(highlight=False).print(table)
+    # Into a pipe or file, rich would assume 80 columns and fold the paths: print them whole.
+    Console(highlight=False, width=None if sys.stdout.isatty() else 1000).print(table)
     print(f"{alive} of {len(manifest.processes)} processes alive")
     return EXIT_OK if alive == len(manifest.processes) else EXIT_FAILURE
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
-    from protocol.localnet import Manifest, pid_alive, stop_manifest  # noqa: PLC0415
+    from protocol.localnet import Manifest, running, stop_manifest  # noqa: PLC0415
 
     state = _state_dir(args)
     manifest = Manifest.read(state / "processes.json")
     for name, outcome in stop_manifest(manifest):
         print(f"{name:<20} {outcome}")
-    left = [p.name for p in manifest.processes if pid_alive(p.pid)]
+    left = [p.name for p in manifest.processes if running(p)]
     if left:
         print(f"still running: {', '.join(left)}", file=sys.stderr)
         return EXIT_FAILURE
