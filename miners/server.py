@@ -1,4 +1,5 @@
-"""The miner server: a thin aiohttp adapter around the pure protocol checks (SPEC.md §4).
+"""The miner server: a thin adapter between the HTTP/1.1 transport (:mod:`protocol.http1_server`)
+and the pure protocol checks (SPEC.md §4).
 
 Pipeline for ``POST /v1/<route>``, cheapest checks first so strangers cost little:
 
@@ -22,14 +23,13 @@ no request digest yet) and clients treat them as unverified.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
-
-from aiohttp import web
 
 from miners.admission import Admission, AdmissionConfig
 from miners.metrics import MinerMetrics
@@ -47,6 +47,14 @@ from protocol.errors import (
     PayloadTooLargeError,
     UnauthenticatedError,
     WireError,
+)
+from protocol.http1_server import (
+    BodyError,
+    HttpConfig,
+    HttpServer,
+    Request,
+    Response,
+    StreamWriter,
 )
 from protocol.keys import Keypair, encode_address
 from protocol.ratelimit import RateLimitConfig, RateLimiter
@@ -81,6 +89,7 @@ class ServerConfig:
     executor_workers: int = DEFAULT_EXECUTOR_WORKERS
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     max_body_reads: int = DEFAULT_MAX_BODY_READS
+    http: HttpConfig = field(default_factory=HttpConfig)
 
 
 class CallerPolicy(Protocol):
@@ -175,7 +184,7 @@ class MinerServer:
         self._replay = ReplayGuard(config.replay)
         self._limiter = RateLimiter(config.rate_limit)
         self._admission = Admission(config.admission)
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._port: int | None = None
         self._stopping = threading.Event()
@@ -215,37 +224,22 @@ class MinerServer:
         """``http://host:port`` of the running server."""
         return endpoint_url(self.config.host, self.port)
 
-    def build_app(self) -> web.Application:
-        """Return the aiohttp application (also usable with aiohttp's test utilities)."""
-        # client_max_size is a backstop; the pipeline enforces the cap itself first.
-        app = web.Application(client_max_size=self.config.limits.max_body + 1)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_post("/v1/{route}", self._handle)
-        app.router.add_route("*", "/{tail:.*}", self._unknown)
-        return app
-
     async def start(self) -> None:
         """Bind and start serving."""
         self._executor = ThreadPoolExecutor(self.config.executor_workers,
                                             thread_name_prefix="miner-handler")
-        # shutdown_timeout belongs to the runner: aiohttp deprecates it on the site (a warning,
-        # which the test suite turns into an error).
-        self._runner = web.AppRunner(self.build_app(), access_log=None,
-                                     handler_cancellation=True, shutdown_timeout=5.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self._port = sockets[0].getsockname()[1] if sockets else self.config.port
+        self._http = HttpServer(self._dispatch, self.config.http,
+                                log_exception=lambda request: log.exception(
+                                    "unhandled error serving %s %s", request.method,
+                                    request.path))
+        self._port = await self._http.start(self.config.host, self.config.port)
 
     async def aclose(self) -> None:
         """Stop accepting, cancel in-flight work and release the thread pool."""
         self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -257,30 +251,36 @@ class MinerServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    # --- unauthenticated endpoints ------------------------------------------------------------
+    # --- dispatch and the unauthenticated endpoints ------------------------------------------
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "hotkey": self.address,
-                                  "routes": sorted(self._routes),
-                                  "queue_depth": self._admission.queue_depth,
-                                  "in_flight": self._admission.active})
+    async def _dispatch(self, request: Request) -> Response | StreamWriter:
+        path, method = request.path, request.method
+        if method == "POST" and path.startswith(envelope.ROUTE_PREFIX):
+            return await self._handle(request, path[len(envelope.ROUTE_PREFIX):])
+        if method in ("GET", "HEAD") and path == "/health":
+            return self._health()
+        if method in ("GET", "HEAD") and path == "/metrics":
+            return self._metrics()
+        return self._error_response(NotFoundError(f"no route {method} {path}"), None)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    def _health(self) -> Response:
+        body = json.dumps({"status": "ok", "hotkey": self.address, "routes": sorted(self._routes),
+                           "queue_depth": self._admission.queue_depth,
+                           "in_flight": self._admission.active}).encode()
+        return Response(200, body, {"Content-Type": "application/json; charset=utf-8"})
+
+    def _metrics(self) -> Response:
         self.metrics.queue_depth.set(self._admission.queue_depth)
         self.metrics.in_flight.set(self._admission.active)
-        return web.Response(body=self.metrics.render(),
-                            headers={"Content-Type": "text/plain; version=0.0.4"})
-
-    async def _unknown(self, request: web.Request) -> web.StreamResponse:
-        return self._error_response(NotFoundError(f"no route {request.method} {request.path}"),
-                                    None)
+        return Response(200, self.metrics.render(),
+                        {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     # --- the signed pipeline ------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: Request, name: str) -> Response | StreamWriter:
         ex = _Exchange(arrived=self._clock.monotonic())
         try:
-            return await self._pipeline(request, ex)
+            return await self._pipeline(request, ex, name)
         except WireError as exc:
             self.metrics.rejections.labels(exc.code).inc()
             return self._error_response(exc, ex)
@@ -288,8 +288,9 @@ class MinerServer:
             name = ex.route.name if ex.route else "unknown"
             self.metrics.observe(name, self._clock.monotonic() - ex.arrived)
 
-    async def _pipeline(self, request: web.Request, ex: _Exchange) -> web.StreamResponse:
-        ex.route = self._lookup(request.match_info["route"])
+    async def _pipeline(self, request: Request, ex: _Exchange,
+                        name: str) -> Response | StreamWriter:
+        ex.route = self._lookup(name)
         header, signature = envelope.parse_request_headers(
             envelope.ROUTE_PREFIX + ex.route.name, request.headers)
         ex.priority = self._check_header(header)
@@ -328,7 +329,7 @@ class MinerServer:
                                  code="wrong_subnet")
         return self._policy.admit(header.caller, header.netuid)
 
-    async def _read_body(self, request: web.Request, deadline_ms: int) -> bytes:
+    async def _read_body(self, request: Request, deadline_ms: int) -> bytes:
         """The body as sent, within the size cap, the request's deadline and the body timeout.
 
         Raises:
@@ -345,7 +346,7 @@ class MinerServer:
         cap = self.config.limits.max_body
         if request.content_length is not None and request.content_length > cap:
             raise PayloadTooLargeError(f"body of {request.content_length} bytes exceeds {cap}")
-        if request.content.is_eof():
+        if request.body.is_eof():
             return await self._read_capped(request, cap)  # all here already: nothing to wait for
         if self._body_reads >= self.config.max_body_reads:
             raise OverloadedError("too many request bodies are arriving at once",
@@ -363,19 +364,19 @@ class MinerServer:
             self._body_reads -= 1
 
     @staticmethod
-    async def _read_capped(request: web.Request, cap: int) -> bytes:
+    async def _read_capped(request: Request, cap: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         try:
             while True:
-                chunk = await request.content.read(64 * 1024)
+                chunk = await request.body.read(64 * 1024)
                 if not chunk:
                     return b"".join(chunks)
                 size += len(chunk)
                 if size > cap:
                     raise PayloadTooLargeError(f"body exceeds {cap} bytes")
                 chunks.append(chunk)
-        except web.RequestPayloadError as exc:
+        except BodyError as exc:
             raise MalformedError(f"the request body is malformed: {exc}") from None
 
     async def _admit(self, ex: _Exchange, ctx: CallContext) -> None:
@@ -392,7 +393,7 @@ class MinerServer:
         return max(0.0, (ctx.deadline_ms - self._clock.now_ms()) / 1000)
 
     async def _serve_unary(self, ex: _Exchange, ctx: CallContext,
-                           message: Message) -> web.Response:
+                           message: Message) -> Response:
         assert ex.route is not None
         assert ex.signed is not None
         await self._admit(ex, ctx)
@@ -428,8 +429,8 @@ class MinerServer:
             log.exception("handler %s failed", route.name)
             raise HandlerError("the handler failed") from None
 
-    async def _serve_stream(self, request: web.Request, ex: _Exchange, ctx: CallContext,
-                            message: Message) -> web.StreamResponse:
+    async def _serve_stream(self, request: Request, ex: _Exchange, ctx: CallContext,
+                            message: Message) -> StreamWriter:
         assert ex.route is not None
         assert ex.signed is not None
         await self._admit(ex, ctx)
@@ -438,19 +439,18 @@ class MinerServer:
         finally:
             self._admission.release()
 
-    async def _stream_frames(self, request: web.Request, route: Route,
+    async def _stream_frames(self, request: Request, route: Route,
                              signed: envelope.SignedRequest, ctx: CallContext,
-                             message: Message) -> web.StreamResponse:
+                             message: Message) -> StreamWriter:
         signer = stream.StreamSigner(self.keypair, signed.digest)
-        response = web.StreamResponse(status=200, headers={
+        response = await request.start_stream(200, {
             "Content-Type": envelope.STREAM_TYPE, envelope.H_MINER: self.address})
-        await response.prepare(request)
         status = 200
         try:
             async with asyncio.timeout(self._remaining(ctx)):
                 async for chunk in route.handler(ctx, message):
                     await response.write(signer.frame(stream.DATA, chunk.encode()))
-        except ConnectionResetError:  # aiohttp raises its ClientConnectionResetError subclass
+        except ConnectionResetError:
             # The caller left (a router cancelling a hedge loser, for instance): stop the work
             # quietly; there is nobody to send a trailer to.
             ctx.cancelled.set()
@@ -468,11 +468,11 @@ class MinerServer:
                                               HandlerError("the handler failed mid-stream"))
         trailer, _ = signer.trailer(status, self._clock.now_ms())
         await response.write(trailer)
-        await response.write_eof()
+        await response.finish()
         self.metrics.count(route.name, status)
         return response
 
-    async def _stream_error(self, response: web.StreamResponse, signer: stream.StreamSigner,
+    async def _stream_error(self, response: StreamWriter, signer: stream.StreamSigner,
                             error: WireError) -> int:
         self.metrics.rejections.labels(error.code).inc()
         await response.write(signer.frame(stream.ERROR, ErrorBody.from_error(error).encode()))
@@ -481,20 +481,22 @@ class MinerServer:
     # --- answers ----------------------------------------------------------------------------
 
     def _signed_response(self, status: int, body: bytes, content_type: str,
-                         signed: envelope.SignedRequest | None) -> web.Response:
+                         signed: envelope.SignedRequest | None,
+                         extra: dict[str, str] | None = None) -> Response:
         headers = {"Content-Type": content_type}
         if signed is not None:
             receipt = envelope.Receipt.issue(self.keypair, signed.digest, status,
                                              envelope.sha256(body), self._clock.now_ms())
             headers.update(receipt.headers())
-        return web.Response(status=status, body=body, headers=headers)
+        if extra:
+            headers.update(extra)
+        return Response(status, body, headers)
 
-    def _error_response(self, error: WireError, ex: _Exchange | None) -> web.Response:
+    def _error_response(self, error: WireError, ex: _Exchange | None) -> Response:
         name = ex.route.name if ex is not None and ex.route is not None else "unknown"
         self.metrics.count(name, error.status)
-        response = self._signed_response(error.status, ErrorBody.from_error(error).encode(),
-                                         envelope.MSGPACK_TYPE,
-                                         ex.signed if ex is not None else None)
-        if error.retry_after is not None:
-            response.headers["Retry-After"] = retry_after_header(error.retry_after)
-        return response
+        extra = ({"Retry-After": retry_after_header(error.retry_after)}
+                 if error.retry_after is not None else None)
+        return self._signed_response(error.status, ErrorBody.from_error(error).encode(),
+                                     envelope.MSGPACK_TYPE,
+                                     ex.signed if ex is not None else None, extra)
