@@ -14,11 +14,12 @@ table reports medians over the rounds, the ratio being the median of each round'
 It also reports CPU time per request of the client and of each server (from /proc), which shows
 where the cost lies and moves less than req/s when other work shares the machine.
 
-The signed client sends through its own HTTP/1.1 pool (``protocol/http1.py``), which is leaner
-than aiohttp's ``ClientSession``, while the issue's baseline is bare aiohttp. So that no reader
-mistakes a cheaper transport for cheaper signing, each round also posts the same bare echo through
-that pool ("bare/http1"), and the report gives signed throughput against it too. Nothing here
-asserts on timing: it prints.
+The signed side runs on Ensemblenet's own HTTP/1.1 transports (the client's pool,
+``protocol/http1.py``, and the miner's server, ``protocol/http1_server.py``), which are leaner
+than aiohttp's, while the issue's baseline is bare aiohttp. So that no reader mistakes cheaper
+transports for cheaper signing, each round also runs the same bare echo over those transports
+("bare/http1", a third server process), and the report gives signed throughput against it too.
+Nothing here asserts on timing: it prints.
 
     python bench/bench_wire.py                  # 2,000 requests per run, C = 1, 16, 64
     python bench/bench_wire.py --quick          # ~200 requests per run, C = 1, 16
@@ -97,14 +98,16 @@ def echo_request(body_bytes: int = BODY_BYTES) -> EchoRequest:
 
 
 @contextmanager
-def server_process(script: Path, args: list[str]) -> Iterator[tuple[int, list[str]]]:
+def server_process(script: Path, args: list[str],
+                   env: dict[str, str] | None = None) -> Iterator[tuple[int, list[str]]]:
     """Start ``script`` with this interpreter; yield its pid and the words of its first line.
 
     The process is terminated (then killed if it lingers) when the block exits, however it exits;
     it also watches its stdin, a pipe from us, so it stops even if this process is killed outright.
     """
     proc = subprocess.Popen([sys.executable, str(script), "--exit-on-stdin-eof", *args],
-                            cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     try:
         yield proc.pid, _first_line(proc, script).split()
     finally:
@@ -229,7 +232,8 @@ def bare_sender(session: aiohttp.ClientSession, url: str, request: EchoRequest) 
 
 
 def lean_sender(pool: http1.Pool, url: str, request: EchoRequest) -> Send:
-    """Post the same msgpack map to the bare echo through the signed client's HTTP/1.1 pool."""
+    """Post the same msgpack map through the signed client's HTTP/1.1 pool to the bare echo
+    served by the miner's transport."""
     payload = request.to_wire()
     base, _, path = url.partition("/echo")
     headers = b"Content-Type: application/msgpack\r\n"
@@ -294,6 +298,7 @@ class Row:
     lean_rps: float = math.nan
     lean_ratio: float = math.nan
     lean_client_cpu_us: float = math.nan
+    lean_server_cpu_us: float = math.nan
     runs: list[Run] = field(default_factory=list)
 
 
@@ -316,13 +321,16 @@ def summarise(concurrency: int, runs: list[Run]) -> Row:
     if lean:
         row.lean_rps = med(lean, "rps")
         row.lean_client_cpu_us = med(lean, "client_cpu_us")
+        row.lean_server_cpu_us = med(lean, "server_cpu_us")
         row.lean_ratio = float(statistics.median(
             s.rps / b.rps for b, s in zip(lean, signed, strict=True)))
     return row
 
 
 async def measure(opts: Options, bare_url: str, bare_pid: int, target: Target, signed_pid: int,
-                  client_profiler: cProfile.Profile | None) -> list[Row]:
+                  client_profiler: cProfile.Profile | None,
+                  lean: tuple[str, int] | None = None) -> list[Row]:
+    """Run the rounds; ``lean`` is the (URL, pid) of the bare echo on our own transport."""
     request = echo_request()
     connector = aiohttp.TCPConnector(limit=POOL_SIZE)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session, \
@@ -330,7 +338,8 @@ async def measure(opts: Options, bare_url: str, bare_pid: int, target: Target, s
         pool = http1.Pool(http1.PoolConfig(max_connections=POOL_SIZE))
         sides = {"bare": (bare_sender(session, bare_url, request), bare_pid),
                  "signed": (signed_sender(client, target, request), signed_pid),
-                 "bare/http1": (lean_sender(pool, bare_url, request), bare_pid)}
+                 "bare/http1": (lean_sender(pool, lean[0], request), lean[1])
+                 if lean else (lean_sender(pool, bare_url, request), bare_pid)}
 
         warm_c = max(opts.concurrency)
         for kind, (send, pid) in sides.items():
@@ -432,13 +441,13 @@ def format_table(rows: list[Row], opts: Options,
               f"{r.signed_server_cpu_us - r.bare_server_cpu_us:+5.0f}"
               f"   CPU ratio {cpu_ratio:6.1%}", file=out)
     if any(not math.isnan(r.lean_rps) for r in rows):
-        print("\nThe same bare echo through the signed client's own HTTP/1.1 pool "
-              "(protocol/http1.py):\nwhat signing costs over the transport the signed side "
-              "really uses.", file=out)
+        print("\nThe same bare echo over the signed side's own transports (client pool "
+              "protocol/http1.py, server\nprotocol/http1_server.py): what signing costs over the "
+              "transports it really uses.", file=out)
         for r in rows:
-            print(f"{r.concurrency:>4}  bare/http1 {r.lean_rps:>8,.0f} req/s, client CPU "
-                  f"{r.lean_client_cpu_us:5.0f} us   signed / bare/http1 {r.lean_ratio:6.1%}",
-                  file=out)
+            print(f"{r.concurrency:>4}  bare/http1 {r.lean_rps:>8,.0f} req/s, CPU/req client "
+                  f"{r.lean_client_cpu_us:4.0f} us server {r.lean_server_cpu_us:4.0f} us   "
+                  f"signed / bare/http1 {r.lean_ratio:6.1%}", file=out)
     if crypto_us is not None:
         sign_us, verify_us = crypto_us
         floor = sign_us + verify_us
@@ -551,15 +560,17 @@ def main(argv: list[str] | None = None) -> int:
         client_profiler = cProfile.Profile()
 
     with ExitStack() as stack:
-        # Start both, then wait for both: their imports overlap.
         bare_pid, bare_words = stack.enter_context(server_process(BARE_SERVER, bare_args))
         signed_pid, signed_words = stack.enter_context(server_process(SIGNED_SERVER, signed_args))
+        lean_pid, lean_words = stack.enter_context(server_process(
+            BARE_SERVER, [], env={"ENSEMBLE_BENCH_TRANSPORT": "http1"}))
         bare_url = f"http://127.0.0.1:{int(bare_words[0])}/echo"
+        lean_url = f"http://127.0.0.1:{int(lean_words[0])}/echo"
         target = Target(address=signed_words[1], url=f"http://127.0.0.1:{int(signed_words[0])}")
         print(f"bare echo at {bare_url}; signed echo at {target.url} ({target.address})",
               file=sys.stderr, flush=True)
         rows = asyncio.run(measure(opts, bare_url, bare_pid, target, signed_pid,
-                                   client_profiler))
+                                   client_profiler, (lean_url, lean_pid)))
     # Servers are stopped here, so the server profile has been written.
 
     print(format_table(rows, opts, ed25519_cost_us()), end="", flush=True)
