@@ -377,12 +377,17 @@ class _Connection(asyncio.Protocol):
         if isinstance(answer, StreamWriter):
             await answer.finish()
             return
-        self._write_head(answer.status, answer.headers, length=len(answer.body))
-        if request.method != "HEAD":
-            self._write(answer.body)
+        head = self._head(answer.status, answer.headers, length=len(answer.body))
+        # One write, so one send(2): head and body written apart cost the peer a second wake-up.
+        self._write(head if request.method == "HEAD" else head + answer.body)
 
     def _write_head(self, status: int, headers: Mapping[str, str], *,
                     length: int | None = None, chunked: bool = False) -> None:
+        self._write(self._head(status, headers, length=length, chunked=chunked))
+
+    @staticmethod
+    def _head(status: int, headers: Mapping[str, str], *, length: int | None = None,
+              chunked: bool = False) -> bytes:
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         if chunked:
@@ -390,7 +395,7 @@ class _Connection(asyncio.Protocol):
         else:
             lines.append(f"Content-Length: {length}\r\n")
         lines.append("\r\n")
-        self._write("".join(lines).encode("latin-1"))
+        return "".join(lines).encode("latin-1")
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._closing:
