@@ -225,7 +225,8 @@ class _Connection(asyncio.Protocol):
         self.deadline: float | None = None
         self._url = bytearray()
         self._headers: dict[str, str] = {}
-        self._head_bytes = 0
+        self._raw_head_bytes = 0  # bytes received since the last complete head
+        self._head_bytes = 0  # of parsed header fields, in the current head
         self._header_count = 0
         self._in_head = False
 
@@ -240,8 +241,8 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing or self._broken:
             return
-        if self._in_head:
-            self._head_bytes += len(data)
+        if self._current is None:  # not in a body: these bytes are (part of) a head
+            self._raw_head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -259,7 +260,9 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(MalformedError(f"malformed HTTP request: {exc}"))
         else:
-            if self._in_head and self._head_bytes > self._config.max_head_bytes:
+            # A head that never completes (one endless header line, say) is caught here; the
+            # fields of one that does are counted in on_header.
+            if self._in_head and self._raw_head_bytes > self._config.max_head_bytes:
                 self._refuse(PayloadTooLargeError(
                     f"request head exceeds {self._config.max_head_bytes} bytes"))
 
@@ -312,6 +315,7 @@ class _Connection(asyncio.Protocol):
         self._headers.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
+        self._raw_head_bytes = 0
         method = self._parser.get_method()
         if method == b"CONNECT":
             raise MalformedError("CONNECT is not served: this is not a proxy")

@@ -141,6 +141,28 @@ async def test_an_upgrade_offer_is_declined_by_answering_in_http_1_1() -> None:
     assert answer.endswith(b"GET /health ")
 
 
+async def test_a_head_near_the_limit_in_many_small_reads_is_served() -> None:
+    """Bytes of a head are counted once, however many reads bring them."""
+    head = post("/x", b"ok", "".join(f"X-{i}: {'v' * 200}\r\n" for i in range(90)))
+    assert 17_000 < len(head) < 32 * 1024
+    async with serving() as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for at in range(0, len(head), 1000):
+            writer.write(head[at:at + 1000])
+            await writer.drain()
+            await asyncio.sleep(0.005)
+        async with asyncio.timeout(HANG_S):
+            answer = await reader.read(65536)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:200]
+
+
+async def test_a_head_that_never_ends_is_refused() -> None:
+    async with serving() as port:
+        answer = await exchange(port, b"POST /x HTTP/1.1\r\nX-Pad: " + b"a" * 40_000)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+
+
 async def test_a_slow_head_and_an_idle_connection_are_closed() -> None:
     config = HttpConfig(head_timeout_s=0.2, keepalive_timeout_s=0.4)
     async with serving(config) as port:
