@@ -95,10 +95,9 @@ def parse_origin(url: str) -> Origin:
 
 
 class Headers(Mapping[str, str]):
-    """An answer's headers, looked up without regard to case; the first of repeated names wins.
-
-    (A repeated receipt header cannot help a forger: the receipt is verified whichever is read.)
-    """
+    """HTTP headers, looked up without regard to case; the first of repeated names wins (for
+    answers and requests alike: a repeated signed or receipt header cannot help a forger, as the
+    signature is checked over whichever value is read)."""
 
     __slots__ = ("_items",)
 

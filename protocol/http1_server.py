@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import httptools
 
 from protocol.errorbody import ErrorBody
 from protocol.errors import ConfigError, MalformedError, PayloadTooLargeError, WireError
+from protocol.http1 import Headers
 
 _REASONS = {200: "OK", 100: "Continue", 400: "Bad Request", 401: "Unauthorized",
             403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
@@ -53,30 +53,6 @@ class HttpConfig:
                self.body_high_water) < 1 or self.head_timeout_s <= 0 \
                 or self.keepalive_timeout_s <= 0:
             raise ConfigError("HTTP limits and timeouts must be positive")
-
-
-class Headers(Mapping[str, str]):
-    """Request headers, looked up without regard to case; a repeated name keeps its first value."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: dict[str, str]) -> None:
-        self._items = items  # keys lower-case
-
-    def __getitem__(self, name: str) -> str:
-        return self._items[name.lower()]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._items.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 class BodyError(MalformedError):

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from protocol import http1
 from protocol.errors import ConfigError, ConnectFailed, RemoteError
+from tests.mutations import random_or_mutated
 
 HANG_S = 10.0
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -283,22 +284,9 @@ def test_config_is_checked() -> None:
 _VALID = [OK, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"]
 
 
-@st.composite
-def answers(draw: st.DrawFn) -> bytes:
-    """Random bytes, or a valid answer with bytes flipped, cut or inserted."""
-    if draw(st.booleans()):
-        return draw(st.binary(max_size=300))
-    data = bytearray(draw(st.sampled_from(_VALID)))
-    for _ in range(draw(st.integers(1, 4))):
-        at = draw(st.integers(0, len(data)))
-        action = draw(st.sampled_from(["flip", "cut", "insert"]))
-        if action == "flip" and at < len(data):
-            data[at] ^= draw(st.integers(1, 255))
-        elif action == "cut":
-            del data[at:]
-        else:
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
-    return bytes(data)
+def answers() -> st.SearchStrategy[bytes]:
+    """Random bytes, or valid ones damaged."""
+    return random_or_mutated(_VALID)
 
 
 def _run(make: Callable[[], Awaitable[object]]) -> object:
