@@ -341,8 +341,10 @@ class TransformersBackend:
             chat = [{"role": m.role, "content": m.content} for m in request.messages]
             text = self._tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
             # The template already wrote any BOS token; adding special tokens would double it.
-            return list(self._tok(text, add_special_tokens=False)["input_ids"])
-        return list(self._tok(prompt_text(request))["input_ids"])
+            return list(self._tok(text, add_special_tokens=False, verbose=False)["input_ids"])
+        # verbose=False: a prompt longer than the context is refused right after (413), so the
+        # tokenizer's warning about it would only be noise in the miner's log.
+        return list(self._tok(prompt_text(request), verbose=False)["input_ids"])
 
     def _decode(self, batch: list[_Job]) -> None:
         """Prefill the batch, then step all live rows together until each one finishes."""
