@@ -222,3 +222,21 @@ def test_keys_the_chain_does_not_know_cannot_queue(tmp_path: Path) -> None:
     result = drv.block()
     assert [o.applied for o in result.outcomes] == [True] * 4
     drv.chain.close()
+
+
+def test_a_hotkey_with_a_queued_registration_may_queue_only_a_few(tmp_path: Path) -> None:
+    """A funded key registering many new hotkeys must not give each of them a full mempool
+    allowance; once the registration lands, the hotkey has the usual one."""
+    drv = ChainDriver.open(tmp_path / "chain.db", funded=("alice",))
+    drv.apply("alice", "create_subnet", max_lock_cost=T)
+    drv.send("alice", "register", 1, named_key("alice-hot"), max_burn=10 * T)
+    drv.send("alice-hot", "serve", 1, "127.0.0.1", 9000, 1)
+    drv.send("alice-hot", "serve", 1, "127.0.0.1", 9001, 1)
+    with pytest.raises(TxRejected) as info:
+        drv.send("alice-hot", "serve", 1, "127.0.0.1", 9002, 1)
+    assert info.value.reason is Reason.MEMPOOL_FULL
+    assert "registration is still queued" in str(info.value)
+    drv.block()
+    for port in range(9002, 9012):  # registered now: the full allowance
+        drv.send("alice-hot", "serve", 1, "127.0.0.1", port, 1)
+    drv.chain.close()

@@ -73,6 +73,10 @@ class ChainConfig:
         max_block_txs: most transactions per block; the rest wait in the mempool.
         max_mempool: most queued transactions (``mempool_full`` beyond).
         max_pending_per_signer: most queued transactions of one signer.
+        max_pending_before_registration: most queued transactions of a hotkey the state does
+            not know yet, admitted only because a queued ``register`` names it (enough for its
+            ``serve``; without a cap, one funded key could queue registrations for many new
+            hotkeys and have each fill its own allowance).
         snapshot_interval: store a state snapshot every this many blocks (restart replays
             at most this many blocks).
         snapshots_kept: newest snapshots kept besides the genesis one.
@@ -88,6 +92,7 @@ class ChainConfig:
     # uids is ~24 KB), and a bound on the memory strangers can make the node spend.
     max_mempool_bytes: int = 16 << 20
     max_pending_per_signer: int = 64
+    max_pending_before_registration: int = 2
     snapshot_interval: int = 100
     snapshots_kept: int = 2
 
@@ -97,7 +102,8 @@ class ChainConfig:
         if not self.block_time > 0:
             raise ConfigError("block_time must be positive")
         for name in ("max_block_txs", "max_mempool", "max_mempool_bytes",
-                     "max_pending_per_signer", "snapshot_interval", "snapshots_kept"):
+                     "max_pending_per_signer", "max_pending_before_registration",
+                     "snapshot_interval", "snapshots_kept"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
 
@@ -266,7 +272,8 @@ class Chain:
         data = tx if isinstance(tx, bytes) else _wire_bytes(tx)
         tx = decode_tx(data)
         check_stateless(tx, self._state.genesis)
-        if not (self._state.knows(tx.signer) or tx.signer in self._mempool.per_signer
+        known = self._state.knows(tx.signer)
+        if not (known or tx.signer in self._mempool.per_signer
                 or tx.signer in self._mempool.registering or isinstance(tx.call, Faucet)):
             # Queuing costs nothing and new keys are free: without this rule anyone could fill
             # the mempool with transactions that can only fail, and lock honest users out.
@@ -280,6 +287,11 @@ class Chain:
                 or self._mempool.size + len(data) > self._config.max_mempool_bytes
                 or queued >= self._config.max_pending_per_signer):
             raise TxRejected(Reason.MEMPOOL_FULL, "too many pending transactions, retry later")
+        if (not known and tx.signer in self._mempool.registering
+                and queued >= self._config.max_pending_before_registration):
+            raise TxRejected(Reason.MEMPOOL_FULL, "this hotkey's registration is still queued: "
+                             f"it may queue {self._config.max_pending_before_registration} "
+                             "transactions until it lands; retry after the next block")
         self._mempool.add(tx, len(data))
         return TxReceipt(tx.hash, tx.signer_address, tx.nonce, self._state.height)
 
