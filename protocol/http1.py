@@ -30,8 +30,8 @@ import httptools
 
 from protocol.errors import ConfigError, ConnectFailed, QueryTimeout, RemoteError
 
-#: Idle keep-alive connections are closed after this; servers (aiohttp: 75 s) keep them longer,
-#: so a reused connection is rarely one the server is closing at that moment.
+#: Idle keep-alive connections are closed after this; servers keep them longer (ours and
+#: aiohttp's: 75 s), so a reused connection is rarely one the server is closing at that moment.
 DEFAULT_MAX_IDLE_S = 15.0
 #: Status line and headers of one answer; receipts need ~300 bytes.
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
