@@ -294,42 +294,38 @@ class Row:
     bare_server_cpu_us: float
     signed_client_cpu_us: float
     signed_server_cpu_us: float
-    #: The bare echo through the signed client's own HTTP/1.1 pool, and signed against it.
-    lean_rps: float = math.nan
-    lean_ratio: float = math.nan
-    lean_client_cpu_us: float = math.nan
-    lean_server_cpu_us: float = math.nan
+    #: The bare echo over the signed side's own transports, and signed against it.
+    lean_rps: float
+    lean_ratio: float
+    lean_client_cpu_us: float
+    lean_server_cpu_us: float
     runs: list[Run] = field(default_factory=list)
 
 
 def summarise(concurrency: int, runs: list[Run]) -> Row:
     bare = [r for r in runs if r.kind == "bare"]
     signed = [r for r in runs if r.kind == "signed"]
+    lean = [r for r in runs if r.kind == "bare/http1"]
 
     def med(rs: list[Run], attr: str) -> float:
         return float(statistics.median(getattr(r, attr) for r in rs))
 
     # Round i's bare and signed runs are adjacent in time: their ratio is the least disturbed by
     # drift in machine load, so the table's ratio is the median of the per-round ratios.
-    ratio = float(statistics.median(s.rps / b.rps for b, s in zip(bare, signed, strict=True)))
-    row = Row(concurrency, med(bare, "rps"), med(signed, "rps"), ratio,
-              med(bare, "p50_ms"), med(bare, "p99_ms"),
-              med(signed, "p50_ms"), med(signed, "p99_ms"),
-              med(bare, "client_cpu_us"), med(bare, "server_cpu_us"),
-              med(signed, "client_cpu_us"), med(signed, "server_cpu_us"), runs=runs)
-    lean = [r for r in runs if r.kind == "bare/http1"]
-    if lean:
-        row.lean_rps = med(lean, "rps")
-        row.lean_client_cpu_us = med(lean, "client_cpu_us")
-        row.lean_server_cpu_us = med(lean, "server_cpu_us")
-        row.lean_ratio = float(statistics.median(
-            s.rps / b.rps for b, s in zip(lean, signed, strict=True)))
-    return row
+    def ratio_to(base: list[Run]) -> float:
+        return float(statistics.median(s.rps / b.rps for b, s in zip(base, signed, strict=True)))
+
+    return Row(concurrency, med(bare, "rps"), med(signed, "rps"), ratio_to(bare),
+               med(bare, "p50_ms"), med(bare, "p99_ms"),
+               med(signed, "p50_ms"), med(signed, "p99_ms"),
+               med(bare, "client_cpu_us"), med(bare, "server_cpu_us"),
+               med(signed, "client_cpu_us"), med(signed, "server_cpu_us"),
+               med(lean, "rps"), ratio_to(lean), med(lean, "client_cpu_us"),
+               med(lean, "server_cpu_us"), runs)
 
 
 async def measure(opts: Options, bare_url: str, bare_pid: int, target: Target, signed_pid: int,
-                  client_profiler: cProfile.Profile | None,
-                  lean: tuple[str, int] | None = None) -> list[Row]:
+                  client_profiler: cProfile.Profile | None, lean: tuple[str, int]) -> list[Row]:
     """Run the rounds; ``lean`` is the (URL, pid) of the bare echo on our own transport."""
     request = echo_request()
     connector = aiohttp.TCPConnector(limit=POOL_SIZE)
@@ -338,8 +334,7 @@ async def measure(opts: Options, bare_url: str, bare_pid: int, target: Target, s
         pool = http1.Pool(http1.PoolConfig(max_connections=POOL_SIZE))
         sides = {"bare": (bare_sender(session, bare_url, request), bare_pid),
                  "signed": (signed_sender(client, target, request), signed_pid),
-                 "bare/http1": (lean_sender(pool, lean[0], request), lean[1])
-                 if lean else (lean_sender(pool, bare_url, request), bare_pid)}
+                 "bare/http1": (lean_sender(pool, lean[0], request), lean[1])}
 
         warm_c = max(opts.concurrency)
         for kind, (send, pid) in sides.items():
@@ -440,14 +435,13 @@ def format_table(rows: list[Row], opts: Options,
               f"   signing adds {r.signed_client_cpu_us - r.bare_client_cpu_us:+5.0f} / "
               f"{r.signed_server_cpu_us - r.bare_server_cpu_us:+5.0f}"
               f"   CPU ratio {cpu_ratio:6.1%}", file=out)
-    if any(not math.isnan(r.lean_rps) for r in rows):
-        print("\nThe same bare echo over the signed side's own transports (client pool "
-              "protocol/http1.py, server\nprotocol/http1_server.py): what signing costs over the "
-              "transports it really uses.", file=out)
-        for r in rows:
-            print(f"{r.concurrency:>4}  bare/http1 {r.lean_rps:>8,.0f} req/s, CPU/req client "
-                  f"{r.lean_client_cpu_us:4.0f} us server {r.lean_server_cpu_us:4.0f} us   "
-                  f"signed / bare/http1 {r.lean_ratio:6.1%}", file=out)
+    print("\nThe same bare echo over the signed side's own transports (client pool "
+          "protocol/http1.py, server\nprotocol/http1_server.py): what signing costs over the "
+          "transports it really uses.", file=out)
+    for r in rows:
+        print(f"{r.concurrency:>4}  bare/http1 {r.lean_rps:>8,.0f} req/s, CPU/req client "
+              f"{r.lean_client_cpu_us:4.0f} us server {r.lean_server_cpu_us:4.0f} us   "
+              f"signed / bare/http1 {r.lean_ratio:6.1%}", file=out)
     if crypto_us is not None:
         sign_us, verify_us = crypto_us
         floor = sign_us + verify_us
