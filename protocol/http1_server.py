@@ -138,7 +138,7 @@ class Request:
     async def start_stream(self, status: int, headers: Mapping[str, str]) -> StreamWriter:
         """Send the answer's head now and return a writer for its chunked body."""
         writer = StreamWriter(self._conn)
-        self._conn._write_head(status, headers, chunked=True)
+        self._conn._write(self._conn._head(status, headers, length=None))
         return writer
 
 
@@ -309,7 +309,7 @@ class _Connection(asyncio.Protocol):
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._queue.append((request, self._parser.should_keep_alive()))
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._serve_queue())
+            self._task = self._loop.create_task(self._serve_queue())
         elif len(self._queue) > 1 and not self._read_paused and self._transport is not None:
             self._read_paused = True  # pipelined: let it wait in the socket, not in memory
             self._transport.pause_reading()
@@ -361,16 +361,12 @@ class _Connection(asyncio.Protocol):
         # One write, so one send(2): head and body written apart cost the peer a second wake-up.
         self._write(head if request.method == "HEAD" else head + answer.body)
 
-    def _write_head(self, status: int, headers: Mapping[str, str], *,
-                    length: int | None = None, chunked: bool = False) -> None:
-        self._write(self._head(status, headers, length=length, chunked=chunked))
-
     @staticmethod
-    def _head(status: int, headers: Mapping[str, str], *, length: int | None = None,
-              chunked: bool = False) -> bytes:
+    def _head(status: int, headers: Mapping[str, str], *, length: int | None) -> bytes:
+        """An answer's head; its body is ``length`` bytes, or chunked when ``length`` is None."""
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"]
         lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-        if chunked:
+        if length is None:
             lines.append("Transfer-Encoding: chunked\r\n")
         else:
             lines.append(f"Content-Length: {length}\r\n")
@@ -411,9 +407,8 @@ class _Connection(asyncio.Protocol):
             return
         if not self._closing:
             answer = error_response(error)
-            self._write_head(answer.status, {**answer.headers, "Connection": "close"},
-                             length=len(answer.body))
-            self._write(answer.body)
+            self._write(self._head(answer.status, {**answer.headers, "Connection": "close"},
+                                   length=len(answer.body)) + answer.body)
         self._close()
 
     def _close(self) -> None:
